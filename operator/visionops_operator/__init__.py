@@ -1,0 +1,1 @@
+"""operator/visionops_operator package."""

@@ -1,0 +1,1 @@
+"""VISION data: loading, COCO -> YOLO conversion, data card, synthetic data, drift simulation."""
