@@ -1,7 +1,10 @@
-"""Shared fixtures: real services started once per test session."""
+"""Shared fixtures: real services started once per test session (see tests/fixtures/)."""
 
-pytest_plugins = [
-    "fixtures.mlflow_server",
-    "fixtures.datasets",
-    "fixtures.cluster",
-]
+from pathlib import Path
+
+_FIXTURES = Path(__file__).parent / "fixtures"
+
+# Every module in tests/fixtures/ is a fixture plugin.
+pytest_plugins = sorted(
+    f"fixtures.{path.stem}" for path in _FIXTURES.glob("*.py") if path.stem != "__init__"
+)

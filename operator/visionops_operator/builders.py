@@ -1,0 +1,304 @@
+"""Pure builders: custom resource spec -> Job / CronJob / TrainingRun / InferenceService patch.
+
+Nothing here talks to the API server; every function is a dict in, dict out.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from . import GROUP, VERSION
+from .settings import OperatorSettings
+
+LABEL_TRAINING_RUN = f"{GROUP}/training-run"
+LABEL_DRIFT_CHECK = f"{GROUP}/drift-check"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_PROMOTE = f"{GROUP}/promote"
+ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
+MODEL_URI_ENV = "VISIONOPS_MODEL_URI"
+PREDICTOR_CONTAINER = "kserve-container"
+
+DATA_MOUNT = "/data"
+CURRENT_MOUNT = "/current"
+WORK_MOUNT = "/work"
+TERMINATION_LOG = "/dev/termination-log"
+MAX_NAME = 63
+
+# spec.hyperparameters field -> training job flag
+HYPERPARAMETER_FLAGS = {
+    "epochs": "--epochs", "batch": "--batch", "imgsz": "--imgsz",
+    "lr0": "--lr0", "patience": "--patience", "seed": "--seed",
+}
+
+
+def child_name(owner: str, suffix: str) -> str:
+    """Deterministic child name ``<owner>-<suffix>`` within 63 characters (hashed when too long)."""
+    name = f"{owner}-{suffix}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    keep = MAX_NAME - len(suffix) - len(digest) - 2
+    return f"{owner[:keep].rstrip('-.')}-{digest}-{suffix}"
+
+
+def _security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(spec_resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    res = dict(spec_resources or {})
+    amounts: dict[str, Any] = {}
+    if res.get("cpu") is not None:
+        amounts["cpu"] = str(res["cpu"])
+    if res.get("memory"):
+        amounts["memory"] = res["memory"]
+    limits = dict(amounts)
+    if int(res.get("gpu") or 0) > 0:
+        limits["nvidia.com/gpu"] = str(int(res["gpu"]))
+    out: dict[str, Any] = {}
+    if amounts:
+        out["requests"] = amounts
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _identity_env(kind: str, name: str, namespace: str, uid: str, settings: OperatorSettings) -> list[dict]:
+    env = [
+        {"name": "VISIONOPS_NAMESPACE", "value": namespace},
+        {"name": "VISIONOPS_NAME", "value": name},
+        {"name": "VISIONOPS_UID", "value": uid},
+        {"name": "VISIONOPS_KIND", "value": kind},
+        {"name": "HOME", "value": WORK_MOUNT},
+        {"name": "MPLCONFIGDIR", "value": f"{WORK_MOUNT}/.matplotlib"},
+        {"name": "YOLO_CONFIG_DIR", "value": f"{WORK_MOUNT}/.yolo"},
+    ]
+    if settings.mlflow_uri:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": settings.mlflow_uri})
+    return env
+
+
+def _pod_spec(container: dict[str, Any], volumes: list[dict], settings: OperatorSettings) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if settings.job_service_account:
+        pod["serviceAccountName"] = settings.job_service_account
+    return pod
+
+
+def _job(name: str, labels: dict[str, str], pod: dict[str, Any], backoff: int, deadline: int | None) -> dict:
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "backoffLimit": backoff,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
+    if deadline:
+        job["spec"]["activeDeadlineSeconds"] = deadline
+    return job
+
+
+def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The Job that trains one TrainingRun (``run`` is the custom resource as a dict)."""
+    meta, spec = run["metadata"], run.get("spec", {})
+    name = meta["name"]
+    dataset = spec["dataset"]
+    args = [
+        "--dataset", f"{DATA_MOUNT}/{dataset.get('path', 'vision')}",
+        "--workdir", WORK_MOUNT,
+        "--result-file", TERMINATION_LOG,
+    ]
+    if dataset.get("products"):
+        args += ["--products", ",".join(dataset["products"])]
+    for field_name, flag in HYPERPARAMETER_FLAGS.items():
+        value = (spec.get("hyperparameters") or {}).get(field_name)
+        if value is not None:
+            args += [flag, str(value)]
+    model = spec.get("model") or {}
+    if model.get("experiment"):
+        args += ["--experiment", model["experiment"]]
+    if int((spec.get("resources") or {}).get("gpu") or 0) > 0:
+        args += ["--device", "0"]
+    labels = {"app.kubernetes.io/name": "visionops", LABEL_COMPONENT: "training", LABEL_TRAINING_RUN: name}
+    container = {
+        "name": "train",
+        "image": spec.get("image") or settings.job_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "training_job"],
+        "args": args,
+        "env": _identity_env("TrainingRun", name, meta.get("namespace", ""), meta.get("uid", ""), settings),
+        "resources": _resources(spec.get("resources")),
+        "securityContext": _security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "dataset", "mountPath": DATA_MOUNT, "readOnly": True},
+            {"name": "work", "mountPath": WORK_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "shm", "mountPath": "/dev/shm"},
+        ],
+    }
+    volumes = [
+        {"name": "dataset", "persistentVolumeClaim": {"claimName": dataset["pvc"], "readOnly": True}},
+        {"name": "work", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+    ]
+    return _job(
+        child_name(name, "train"), labels, _pod_spec(container, volumes, settings),
+        int(spec.get("backoffLimit", 0)), spec.get("activeDeadlineSeconds"),
+    )
+
+
+def drift_job_template(check: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The Job template (metadata + spec) of one check of a DriftCheck."""
+    meta, spec = check["metadata"], check.get("spec", {})
+    name = meta["name"]
+    ref, cur = spec["reference"], spec["current"]
+    thresholds = spec.get("thresholds") or {}
+    same_volume = not cur.get("pvc") or cur.get("pvc") == ref["pvc"]
+    current_root = DATA_MOUNT if same_volume else CURRENT_MOUNT
+    args = [
+        "--reference", f"{DATA_MOUNT}/{ref.get('path', 'vision')}",
+        "--reference-split", ref.get("split", "train"),
+        "--current", f"{current_root}/{cur['path']}",
+        "--result-file", TERMINATION_LOG,
+    ]
+    if ref.get("products"):
+        args += ["--products", ",".join(ref["products"])]
+    for field_name, flag in (("driftShare", "--drift-share"), ("minReferenceSamples", "--min-reference"),
+                             ("minCurrentSamples", "--min-current")):
+        if thresholds.get(field_name) is not None:
+            args += [flag, str(thresholds[field_name])]
+    if spec.get("experiment"):
+        args += ["--experiment", spec["experiment"]]
+    mounts = [
+        {"name": "dataset", "mountPath": DATA_MOUNT, "readOnly": True},
+        {"name": "work", "mountPath": WORK_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes = [
+        {"name": "dataset", "persistentVolumeClaim": {"claimName": ref["pvc"], "readOnly": True}},
+        {"name": "work", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if not same_volume:
+        mounts.append({"name": "current", "mountPath": CURRENT_MOUNT, "readOnly": True})
+        volumes.append({"name": "current", "persistentVolumeClaim": {"claimName": cur["pvc"], "readOnly": True}})
+    labels = {"app.kubernetes.io/name": "visionops", LABEL_COMPONENT: "drift-check", LABEL_DRIFT_CHECK: name}
+    container = {
+        "name": "drift",
+        "image": spec.get("image") or settings.job_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "drift_job"],
+        "args": args,
+        "env": _identity_env("DriftCheck", name, meta.get("namespace", ""), meta.get("uid", ""), settings),
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+        "securityContext": _security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    job = _job("", labels, _pod_spec(container, volumes, settings), 0, 3600)
+    return {"metadata": {"labels": labels}, "spec": job["spec"]}
+
+
+def drift_job(check: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The one-off Job of a DriftCheck's current generation (a spec change makes a new check)."""
+    template = drift_job_template(check, settings)
+    generation = check["metadata"].get("generation", 1)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": child_name(check["metadata"]["name"], f"check-g{generation}"),
+                     "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    }
+
+
+def drift_cronjob(check: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The CronJob running a DriftCheck on its schedule (kube-controller-manager does the timing)."""
+    spec = check["spec"]
+    template = drift_job_template(check, settings)
+    return {
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": child_name(check["metadata"]["name"], "drift"),
+                     "labels": template["metadata"]["labels"]},
+        "spec": {
+            "schedule": spec["schedule"],
+            "suspend": bool(spec.get("suspend", False)),
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": template,
+        },
+    }
+
+
+def retraining_run(check: Mapping[str, Any], job_name: str, drift_share: float | None) -> dict[str, Any]:
+    """The TrainingRun a DriftCheck creates on drift; its name is fixed by the check Job, so no duplicate."""
+    meta = check["metadata"]
+    template = copy.deepcopy((check["spec"].get("onDrift") or {}).get("trainingRunTemplate") or {})
+    spec = template.get("spec", template)
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:6]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingRun",
+        "metadata": {
+            "name": child_name(meta["name"], f"retrain-{digest}"),
+            "namespace": meta.get("namespace"),
+            "labels": {"app.kubernetes.io/name": "visionops", LABEL_DRIFT_CHECK: meta["name"]},
+            "annotations": {
+                f"{GROUP}/triggered-by-job": job_name,
+                f"{GROUP}/drift-share": "" if drift_share is None else f"{drift_share:.4f}",
+            },
+        },
+        "spec": spec,
+    }
+
+
+def inference_service_patch(isvc: Mapping[str, Any], model_uri: str, version: str) -> dict[str, Any]:
+    """Merge patch pointing an InferenceService's predictor at ``model_uri`` (KServe then rolls it out).
+
+    Works for a custom predictor container (``spec.predictor.containers``, container ``kserve-container``
+    or the first one) and for ``spec.predictor.model`` with a ServingRuntime. Only the model URI
+    variable and the version annotation change; the rest of the user's spec is kept.
+    """
+    predictor = copy.deepcopy((isvc.get("spec") or {}).get("predictor") or {})
+    var = {"name": MODEL_URI_ENV, "value": model_uri}
+
+    def with_var(env: list[dict] | None) -> list[dict]:
+        return [e for e in env or [] if e.get("name") != MODEL_URI_ENV] + [var]
+
+    patch_predictor: dict[str, Any] = {}
+    if predictor.get("containers"):
+        containers = predictor["containers"]
+        index = next((i for i, c in enumerate(containers) if c.get("name") == PREDICTOR_CONTAINER), 0)
+        containers[index]["env"] = with_var(containers[index].get("env"))
+        patch_predictor["containers"] = containers
+    else:
+        model = predictor.get("model") or {}
+        patch_predictor["model"] = {"env": with_var(model.get("env"))}
+    annotations = dict(predictor.get("annotations") or {})
+    annotations[ANNOTATION_MODEL_VERSION] = str(version)
+    patch_predictor["annotations"] = annotations
+    return {
+        "metadata": {"annotations": {ANNOTATION_MODEL_VERSION: str(version)}},
+        "spec": {"predictor": patch_predictor},
+    }

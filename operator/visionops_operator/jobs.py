@@ -1,0 +1,81 @@
+"""Pure readers of Job and Pod status: what happened, and the result the container left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from visionops.results import read_result
+
+ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """Where a Job stands: ``state`` is active, succeeded or failed; ``reason``/``message`` explain a failure."""
+
+    state: str
+    reason: str = ""
+    message: str = ""
+    running: bool = False
+
+
+def _true(conditions: Sequence[Mapping[str, Any]] | None, *types: str) -> Mapping[str, Any] | None:
+    for cond in conditions or []:
+        if cond.get("type") in types and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def job_outcome(job: Mapping[str, Any]) -> JobOutcome:
+    """Read a Job's conditions (Complete/SuccessCriteriaMet, Failed/FailureTarget) and counters."""
+    status = job.get("status") or {}
+    conditions = status.get("conditions")
+    if _true(conditions, "Complete", "SuccessCriteriaMet"):
+        return JobOutcome(SUCCEEDED)
+    failed = _true(conditions, "Failed", "FailureTarget")
+    if failed:
+        return JobOutcome(FAILED, failed.get("reason") or "Failed", failed.get("message") or "")
+    return JobOutcome(ACTIVE, running=bool(status.get("active")) and bool(status.get("ready", 1)))
+
+
+def latest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recently created pod of a Job (the last retry)."""
+    if not pods:
+        return None
+    return max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def terminated_state(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The ``terminated`` state of the pod's first container, or ``{}``."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if term:
+            return term
+    return {}
+
+
+def pod_result(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON result a job container wrote to its termination message, if any."""
+    return read_result(terminated_state(pod).get("message"))
+
+
+def failure_reason(outcome: JobOutcome, pod: Mapping[str, Any] | None) -> str:
+    """One human line: the job's own error when it wrote one, else the container's and the Job's reasons."""
+    result = pod_result(pod) or {}
+    if result.get("error"):
+        return str(result["error"])
+    term = terminated_state(pod)
+    parts = []
+    if term.get("reason"):
+        detail = f"container {term['reason']}"
+        if term.get("exitCode") is not None:
+            detail += f" (exit code {term['exitCode']})"
+        message = (term.get("message") or "").strip().splitlines()
+        if message:
+            detail += f": {message[-1][:300]}"
+        parts.append(detail)
+    if outcome.reason:
+        parts.append(f"Job {outcome.reason}" + (f": {outcome.message}" if outcome.message else ""))
+    return "; ".join(parts) or "the Job failed without a reason"

@@ -1,0 +1,51 @@
+"""The operator's reads of MLflow: find a TrainingRun's run, its epoch progress, its final result.
+
+Registration and the promotion gate live in :mod:`visionops.registry` (shared with the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+UID_TAG = "visionops.io/uid"
+
+
+def client(uri: str) -> MlflowClient:
+    """An MLflow client for ``uri`` (the operator never relies on the ambient tracking URI)."""
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def find_run_id(mlflow: MlflowClient, uid: str) -> str | None:
+    """Newest run tagged with this custom resource's uid, across experiments."""
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    if not experiments:
+        return None
+    runs = mlflow.search_runs(
+        experiments, filter_string=f"tags.`{UID_TAG}` = '{uid}'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def epoch_progress(mlflow: MlflowClient, run_id: str) -> tuple[int | None, int | None]:
+    """(epochs completed, epochs planned) as the training job logs them while it runs."""
+    run = mlflow.get_run(run_id)
+    epoch = run.data.metrics.get("epoch")
+    planned = run.data.params.get("epochs")
+    return (
+        int(epoch) if epoch is not None else None,
+        int(planned) if planned not in (None, "") else None,
+    )
+
+
+def result_from_run(mlflow: MlflowClient, run_id: str) -> dict[str, Any]:
+    """A training result rebuilt from MLflow when the pod's termination message is gone."""
+    run = mlflow.get_run(run_id)
+    metrics = run.data.metrics
+    return {
+        "run_id": run_id,
+        "status": run.info.status,
+        "metrics": {k: metrics[k] for k in ("map50", "map50_95", "precision", "recall") if k in metrics},
+    }
