@@ -1,0 +1,129 @@
+"""TrainingRun behaviour against the real control plane, MLflow and training job (tests play the kubelet)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from k8s import condition, create, custom, get, jobs, wait_until
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.cluster, pytest.mark.mlflow, pytest.mark.slow]
+
+ISVC = ("serving.kserve.io", "v1beta1")
+HYPER = {"epochs": 2, "batch": 8, "imgsz": 64, "seed": 1}
+
+
+def isvc(namespace: str, name: str) -> dict:
+    body = {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": name, "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+        "spec": {"predictor": {"containers": [{
+            "name": "kserve-container", "image": "visionops-predictor:0.1.0",
+            "env": [{"name": "KEEP_ME", "value": "1"}],
+        }]}},
+    }
+    return custom().create_namespaced_custom_object(*ISVC, namespace, "inferenceservices", body)
+
+
+def training_spec(model: str, threshold: float, target: str | None = None, path: str = "vision") -> dict:
+    promotion: dict = {"map50Threshold": threshold}
+    if target:
+        promotion["inferenceService"] = target
+    return {"dataset": {"pvc": "datasets", "path": path}, "hyperparameters": HYPER,
+            "model": {"name": model}, "promotion": promotion}
+
+
+@pytest.fixture
+def claims(pod_runner, synth_vision_root: Path) -> None:
+    pod_runner.claims["datasets"] = synth_vision_root.parent
+
+
+def phase_is(namespace: str, name: str, *phases: str):
+    def check():
+        obj = get(namespace, "trainingruns", name)
+        return obj if (obj.get("status") or {}).get("phase") in phases else None
+    return check
+
+
+def test_happy_path_trains_registers_promotes_and_rolls_out(
+    run_operator, pod_runner, claims, k8s_namespace, mlflow_uri
+):
+    ns, model = k8s_namespace, f"detector-{k8s_namespace}"
+    isvc(ns, "detector")
+    with run_operator():
+        run = create(ns, "trainingruns", "tr-ok", training_spec(model, 0.0, "detector"))
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-ok")
+        job = jobs(ns, "visionops.io/training-run=tr-ok")[0]
+        assert job.metadata.owner_references[0].uid == run["metadata"]["uid"]
+        assert pod.spec.containers[0].security_context.run_as_non_root is True
+        proc = pod_runner.run(pod)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        done = wait_until(phase_is(ns, "tr-ok", "Succeeded", "Failed"), 120, what="TrainingRun to finish")
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    for type_ in ("Trained", "Registered", "Promoted"):
+        assert condition(done, type_)["status"] == "True", status["conditions"]
+    assert condition(done, "Promoted")["reason"] == "RolledOut"
+    assert status["promotion"]["decision"] == "Promoted"
+    assert status["progress"]["epoch"] == 2
+    assert set(status["metrics"]) == {"map50", "map50_95", "precision", "recall"}
+    version = status["modelVersion"]
+    client = MlflowClient(mlflow_uri)
+    assert client.get_model_version_by_alias(model, "production").version == version
+    assert client.get_run(status["mlflowRunId"]).data.tags["visionops.io/uid"] == run["metadata"]["uid"]
+    served = custom().get_namespaced_custom_object(*ISVC, ns, "inferenceservices", "detector")
+    env = {e["name"]: e["value"] for e in served["spec"]["predictor"]["containers"][0]["env"]}
+    assert env == {"KEEP_ME": "1", "VISIONOPS_MODEL_URI": f"models:/{model}/{version}"}
+    assert served["metadata"]["annotations"]["visionops.io/model-version"] == version
+
+
+def test_rejected_promotion_keeps_production_and_says_why(
+    run_operator, pod_runner, claims, k8s_namespace, mlflow_uri
+):
+    ns, model = k8s_namespace, f"detector-{k8s_namespace}"
+    isvc(ns, "detector")
+    with run_operator():
+        create(ns, "trainingruns", "tr-low", training_spec(model, 1.0, "detector"))
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-low")
+        assert pod_runner.run(pod).returncode == 0
+        done = wait_until(phase_is(ns, "tr-low", "Succeeded", "Failed"), 120, what="TrainingRun to finish")
+    assert done["status"]["phase"] == "Succeeded"
+    assert condition(done, "Registered")["status"] == "True"
+    promoted = condition(done, "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "GateRejected"
+    assert "threshold" in done["status"]["promotion"]["reason"]
+    served = custom().get_namespaced_custom_object(*ISVC, ns, "inferenceservices", "detector")
+    assert "VISIONOPS_MODEL_URI" not in {e["name"] for e in served["spec"]["predictor"]["containers"][0]["env"]}
+    aliases = MlflowClient(mlflow_uri).get_registered_model(model).aliases
+    assert "production" not in aliases
+
+
+def test_failed_job_shows_its_reason(run_operator, pod_runner, claims, k8s_namespace):
+    ns = k8s_namespace
+    with run_operator():
+        create(ns, "trainingruns", "tr-bad", training_spec(f"m-{ns}", 0.0, path="no-such-dataset"))
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-bad")
+        assert pod_runner.run(pod).returncode != 0
+        done = wait_until(phase_is(ns, "tr-bad", "Failed", "Succeeded"), 90, what="TrainingRun to fail")
+    assert done["status"]["phase"] == "Failed"
+    trained = condition(done, "Trained")
+    assert trained["status"] == "False" and trained["reason"] == "JobFailed"
+    assert "no-such-dataset" in done["status"]["message"], done["status"]["message"]
+
+
+def test_operator_restart_mid_run_makes_no_second_job(run_operator, pod_runner, claims, k8s_namespace):
+    ns = k8s_namespace
+    with run_operator():
+        create(ns, "trainingruns", "tr-restart", training_spec(f"m-{ns}", 0.0))
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-restart")
+        pod_runner.set_running(pod)
+        wait_until(phase_is(ns, "tr-restart", "Running"), 30, what="phase Running")
+    with run_operator():
+        time.sleep(4)  # several reconcile intervals of the restarted operator
+        assert len(jobs(ns, "visionops.io/training-run=tr-restart")) == 1
+        assert pod_runner.run(pod).returncode == 0
+        done = wait_until(phase_is(ns, "tr-restart", "Succeeded", "Failed"), 120, what="TrainingRun to finish")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert len(jobs(ns, "visionops.io/training-run=tr-restart")) == 1
