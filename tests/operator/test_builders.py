@@ -1,0 +1,101 @@
+"""Pure builders and readers of the operator: no cluster needed."""
+
+from __future__ import annotations
+
+from visionops_operator import builders
+from visionops_operator.conditions import set_condition
+from visionops_operator.jobs import FAILED, SUCCEEDED, failure_reason, job_outcome
+from visionops_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(mlflow_uri="http://mlflow:5000", job_image="job:1")
+
+
+def run(**spec) -> dict:
+    base = {"dataset": {"pvc": "data", "path": "vision"}}
+    base.update(spec)
+    return {"metadata": {"name": "tr1", "namespace": "ns", "uid": "u-1", "generation": 1}, "spec": base}
+
+
+def test_training_job_passes_only_given_hyperparameters_and_is_hardened():
+    job = builders.training_job(run(hyperparameters={"epochs": 3, "lr0": 0.02}), SETTINGS)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert job["metadata"]["name"] == "tr1-train"
+    assert container["args"][container["args"].index("--epochs") + 1] == "3"
+    assert "--batch" not in container["args"]
+    assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and env["VISIONOPS_UID"] == "u-1"
+    assert job["spec"]["template"]["metadata"]["labels"][builders.LABEL_TRAINING_RUN] == "tr1"
+
+
+def test_gpu_request_goes_to_limits_and_device():
+    job = builders.training_job(run(resources={"cpu": "2", "memory": "4Gi", "gpu": 1}), SETTINGS)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
+    assert "--device" in container["args"]
+
+
+def test_child_names_are_deterministic_and_short():
+    long = "x" * 80
+    assert builders.child_name(long, "train") == builders.child_name(long, "train")
+    assert len(builders.child_name(long, "train")) <= 63
+    assert builders.child_name(long, "train") != builders.child_name(long + "y", "train")
+
+
+def test_inference_service_patch_keeps_user_env_and_replaces_model_uri():
+    isvc = {"spec": {"predictor": {"containers": [
+        {"name": "kserve-container", "env": [{"name": "A", "value": "1"},
+                                             {"name": builders.MODEL_URI_ENV, "value": "old"}]}]}}}
+    patch = builders.inference_service_patch(isvc, "models:/m/3", "3")
+    env = patch["spec"]["predictor"]["containers"][0]["env"]
+    assert env == [{"name": "A", "value": "1"}, {"name": builders.MODEL_URI_ENV, "value": "models:/m/3"}]
+    assert patch["spec"]["predictor"]["annotations"][builders.ANNOTATION_MODEL_VERSION] == "3"
+
+
+def test_inference_service_patch_for_model_spec():
+    patch = builders.inference_service_patch({"spec": {"predictor": {"model": {"modelFormat": {}}}}}, "u", "1")
+    assert patch["spec"]["predictor"]["model"]["env"] == [{"name": builders.MODEL_URI_ENV, "value": "u"}]
+
+
+def test_retraining_run_name_is_fixed_by_the_check_job():
+    check = {"metadata": {"name": "dc", "namespace": "ns"},
+             "spec": {"onDrift": {"trainingRunTemplate": {"dataset": {"pvc": "d"}}}}}
+    a = builders.retraining_run(check, "dc-check-g1", 0.75)
+    assert a["metadata"]["name"] == builders.retraining_run(check, "dc-check-g1", 0.75)["metadata"]["name"]
+    assert a["metadata"]["name"] != builders.retraining_run(check, "dc-check-g2", 0.75)["metadata"]["name"]
+    assert a["spec"] == {"dataset": {"pvc": "d"}}
+    assert a["metadata"]["labels"][builders.LABEL_DRIFT_CHECK] == "dc"
+
+
+def test_drift_job_mounts_a_second_volume_only_when_needed():
+    check = {"metadata": {"name": "dc", "generation": 2},
+             "spec": {"reference": {"pvc": "a"}, "current": {"pvc": "b", "path": "batch"}}}
+    job = builders.drift_job(check, SETTINGS)
+    assert job["metadata"]["name"] == "dc-check-g2"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--current") + 1] == "/current/batch"
+    check["spec"]["current"] = {"path": "batch"}
+    args = builders.drift_job(check, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--current") + 1] == "/data/batch"
+
+
+def test_job_outcome_and_failure_reason():
+    assert job_outcome({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}).state == SUCCEEDED
+    failed = job_outcome({"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit reached"}]}})
+    assert failed.state == FAILED
+    pod = {"status": {"containerStatuses": [{"state": {"terminated": {
+        "exitCode": 1, "reason": "Error", "message": '{"error": "dataset /data/x not found"}'}}}]}}
+    assert failure_reason(failed, pod) == "dataset /data/x not found"
+    oom = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
+    assert failure_reason(failed, oom).startswith("container OOMKilled (exit code 137)")
+
+
+def test_set_condition_keeps_transition_time_when_status_unchanged():
+    first = set_condition(None, "Trained", None, "JobCreated", now="t1")
+    same = set_condition(first, "Trained", None, "Training", now="t2")
+    assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "Training"
+    flipped = set_condition(same, "Trained", True, "TrainingSucceeded", now="t3")
+    assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["status"] == "True"
