@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 from k8s import GROUP, VERSION, custom
@@ -104,3 +105,11 @@ def test_training_run_spec_is_immutable(visionops_crds, k8s_namespace):
                                                 {"spec": {"hyperparameters": {"epochs": 9}}})
     assert err.value.status == 422
     assert "spec is immutable" in err.value.body
+
+
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "samples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_samples_are_valid(kube_cluster, visionops_crds, k8s_namespace, sample):
+    kube_cluster.kubectl("apply", "--dry-run=server", "-n", k8s_namespace, "-f", str(sample))
