@@ -1,0 +1,186 @@
+"""``visionops demo``: the whole loop on one machine, with the same components the cluster runs.
+
+synthetic VISION data -> local MLflow server -> training job -> registry + promotion gate ->
+KServe predictor over HTTP -> drift batch -> drift job. Each step prints what it did; the end
+prints a summary. Finishes in a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from visionops import config
+from visionops.local_mlflow import free_port, start_mlflow_server
+from visionops.results import read_result
+
+STEPS = 7
+
+
+def step(n: int, text: str) -> None:
+    print(f"\n[{n}/{STEPS}] {text}", flush=True)
+
+
+def run_component(module: str, args: list[str], result_file: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run a Job entrypoint as the cluster does (a process, a JSON result file); fail loudly."""
+    proc = subprocess.run([sys.executable, "-m", module, *args, "--result-file", str(result_file)], env=env)
+    result = read_result(result_file.read_text() if result_file.exists() else "") or {}
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: {module} failed: {result.get('error', f'exit code {proc.returncode}')}")
+    return result
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: the predictor exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            time.sleep(0.5)
+    raise SystemExit(f"demo: the predictor was not ready at {url} after {timeout:.0f} s")
+
+
+def predict(base: str, model: str, image: Path) -> dict[str, Any]:
+    payload = {"instances": [{"image": {"b64": base64.b64encode(image.read_bytes()).decode()}}]}
+    request = urllib.request.Request(f"{base}/v1/models/{model}:predict", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    training = config.load("training")
+    parser = argparse.ArgumentParser(prog="visionops demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path(".visionops/demo"),
+                        help="where data, MLflow state and runs go (default %(default)s)")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="use this MLflow server instead of starting one (env MLFLOW_TRACKING_URI)")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default %(default)s)")
+    parser.add_argument("--imgsz", type=int, default=128, help="training image size (default %(default)s)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="promotion gate map50 threshold (default configs/model.yaml)")
+    parser.add_argument("--model-name", default=training["registered_model_name"],
+                        help="registered model name (default %(default)s)")
+    parser.add_argument("--keep-serving", action="store_true", help="leave MLflow and the predictor running")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    work = args.workdir.absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen] = []
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", YOLO_OFFLINE="1", PYTHONUNBUFFERED="1")
+    try:
+        step(1, "generating a synthetic VISION dataset")
+        from visionops.data.synth import generate
+
+        vision = generate(work / "data" / "vision", seed=0)
+        print(f"  {vision}")
+
+        step(2, "MLflow tracking server")
+        uri = args.tracking_uri
+        if not uri:
+            proc, uri = start_mlflow_server(work / "mlflow", port=free_port())
+            processes.append(proc)
+        env["MLFLOW_TRACKING_URI"] = uri
+        print(f"  {uri}")
+
+        step(3, f"training YOLOv8n from scratch ({args.epochs} epochs, {args.imgsz} px, CPU)")
+        trained = run_component("training_job", [
+            "--dataset", str(vision), "--workdir", str(work / "train"), "--epochs", str(args.epochs),
+            "--imgsz", str(args.imgsz), "--tracking-uri", uri, "--name", "demo",
+        ], work / "train-result.json", env)
+        metrics = trained.get("metrics", {})
+        print(f"  run {trained['run_id']}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
+
+        step(4, "registering the model and applying the promotion gate")
+        from mlflow.tracking import MlflowClient
+
+        from visionops import registry
+
+        client = MlflowClient(tracking_uri=uri)
+        version = registry.register_version(client, args.model_name, trained["run_id"])
+        decision = registry.evaluate_and_promote(client, args.model_name, version.version, threshold=args.threshold)
+        alias = "production" if decision.promote else "staging"
+        print(f"  version {version.version}: {'PROMOTED' if decision.promote else 'not promoted'} ({decision.reason})")
+        if not decision.promote:
+            print("  serving the staging version instead (raise --epochs to pass the gate)")
+
+        step(5, f"serving models:/{args.model_name}@{alias} with the KServe ModelServer")
+        port = free_port()
+        serve = subprocess.Popen([
+            sys.executable, "-m", "predictor", "--model-uri", f"models:/{args.model_name}@{alias}",
+            "--tracking-uri", uri, "--http_port", str(port), "--model_name", args.model_name,
+            "--download-dir", str(work / "serving"),
+        ], env=env)
+        processes.append(serve)
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/v2/models/{args.model_name}/ready", serve)
+        product = sorted(p for p in vision.iterdir() if p.is_dir())[0]
+        image = next(p for p in sorted((product / "val").iterdir()) if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        answer = predict(base, args.model_name, image)
+        found = answer["predictions"][0]
+        print(f"  POST {base}/v1/models/{args.model_name}:predict ({image.name}) -> "
+              f"{found['num_detections']} detections")
+        for det in found["detections"][:5]:
+            print(f"    {det['class_name']:<28} {det['confidence']:.2f} {[round(v) for v in det['bbox']]}")
+
+        step(6, "simulating a drifted batch (brightness) and running the drift check")
+        from visionops.data.drift_batch import simulate
+
+        sim = config.load("drift")["simulation"]
+        batch = work / "batches" / "brightness"
+        simulate(vision, batch, kind=sim["kind"], severity=sim["severity"], fraction=1.0, seed=0)
+        drift = run_component("drift_job", [
+            "--reference", str(vision), "--reference-split", "train", "--current", str(batch),
+            "--tracking-uri", uri, "--name", "demo",
+        ], work / "drift-result.json", env)
+
+        step(7, "summary")
+        rows = [
+            ("MLflow", uri),
+            ("training run", trained["run_id"]),
+            ("metrics", ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()))),
+            ("model version", f"{args.model_name} v{version.version} ({alias})"),
+            ("promotion", decision.reason),
+            ("predictor", f"{base} (V1 /v1/models/{args.model_name}:predict, V2 /v2/models/{args.model_name}/infer)"),
+            ("prediction", f"{found['num_detections']} detections on {image.name}"),
+            ("drift", f"{drift.get('status')} share={drift.get('drift_share', 0):.2f} "
+                      f"features={', '.join(drift.get('drifted_features', [])) or '-'}"),
+            ("drift report", drift.get("report_uri", "-")),
+            ("took", f"{time.monotonic() - started:.0f} s"),
+        ]
+        for key, value in rows:
+            print(f"  {key:<14} {value}")
+        if args.keep_serving:
+            print("\nMLflow and the predictor keep running; Ctrl-C to stop.")
+            serve.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for proc in reversed(processes):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
