@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where data, MLflow state and runs go (default %(default)s)")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="use this MLflow server instead of starting one (env MLFLOW_TRACKING_URI)")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default %(default)s)")
     parser.add_argument("--imgsz", type=int, default=128, help="training image size (default %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="promotion gate map50 threshold (default configs/model.yaml)")
