@@ -1,0 +1,117 @@
+"""Where the model comes from: a local dir or an MLflow registry URI, and what it must contain.
+
+Model artifact layout (the ``model/`` folder training logs and the registry registers):
+``best.pt`` (ultralytics weights) and ``class_map.json`` (``{"names": [...], ...}``) are required;
+``best.onnx`` and ``data_card.json`` may be there and are not used here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_FILE = "best.pt"
+CLASS_MAP_FILE = "class_map.json"
+UNKNOWN = "unknown"
+
+# models:/<name>@<alias>  or  models:/<name>/<version>  or  models:/<name> (default alias)
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
+
+
+class ModelArtifactError(RuntimeError):
+    """The model source is unreachable or does not hold the expected artifact layout."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity of the served model; ``unknown`` where the source does not say."""
+
+    name: str
+    version: str = UNKNOWN
+    run_id: str = UNKNOWN
+    alias: str = UNKNOWN
+    source: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id,
+                "alias": self.alias, "source": self.source}
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """A parsed ``models:/`` URI: a registered model and either an alias or a version."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
+
+
+def parse_models_uri(uri: str, default_alias: str) -> RegistryRef:
+    """``models:/name@alias`` | ``models:/name/<version>`` | ``models:/name`` (-> ``@default_alias``)."""
+    match = _MODELS_URI.match(uri.strip())
+    if not match:
+        raise ValueError(f"model URI {uri!r} must look like models:/<name>@<alias>, models:/<name>/<version> "
+                         "or models:/<name>")
+    if match["version"]:
+        return RegistryRef(match["name"], version=match["version"])
+    return RegistryRef(match["name"], alias=match["alias"] or default_alias)
+
+
+def read_class_names(path: Path) -> list[str]:
+    """Class names (index = class id) from a ``class_map.json``; precise error when malformed."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelArtifactError(f"{path} is not readable JSON: {exc}") from exc
+    names = data.get("names") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ModelArtifactError(f"{path} must hold {{\"names\": [\"<product>/<class>\", ...]}} with at least "
+                                 f"one non-empty name, got {str(data)[:200]}")
+    return names
+
+
+def validate_model_dir(model_dir: Path) -> tuple[Path, list[str]]:
+    """Return ``(weights path, class names)`` of a model dir, or raise naming what is missing."""
+    if not model_dir.is_dir():
+        raise ModelArtifactError(f"model dir {model_dir} does not exist or is not a directory")
+    weights = model_dir / WEIGHTS_FILE
+    class_map = model_dir / CLASS_MAP_FILE
+    missing = [p.name for p in (weights, class_map) if not p.is_file()]
+    if missing:
+        present = sorted(p.name for p in model_dir.iterdir())[:20]
+        raise ModelArtifactError(f"model dir {model_dir} lacks {', '.join(missing)} (expected {WEIGHTS_FILE} and "
+                                 f"{CLASS_MAP_FILE}; found {present})")
+    return weights, read_class_names(class_map)
+
+
+def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | None = None) -> tuple[Path, ModelInfo]:
+    """Download a registered model version's artifacts; return the local dir and the version's identity."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not tracking_uri:
+        raise ModelArtifactError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or MLFLOW_TRACKING_URI)")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        if ref.version:
+            version = client.get_model_version(ref.name, ref.version)
+        else:
+            version = client.get_model_version_by_alias(ref.name, ref.alias)
+        dst = dst or Path(tempfile.mkdtemp(prefix="visionops-model-"))
+        local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dst),
+                                                    tracking_uri=tracking_uri)
+    except MlflowException as exc:
+        raise ModelArtifactError(f"cannot fetch {ref.uri} from {tracking_uri}: {exc.message}") from exc
+    aliases = list(getattr(version, "aliases", None) or [])
+    alias = ref.alias or (aliases[0] if aliases else UNKNOWN)
+    info = ModelInfo(name=ref.name, version=str(version.version), run_id=version.run_id or UNKNOWN,
+                     alias=alias, source=ref.uri)
+    return Path(local), info

@@ -1,0 +1,60 @@
+"""VisionOps Prometheus metrics, on the default registry so KServe's ``/metrics`` serves them.
+
+KServe already exports ``request_preprocess_seconds``, ``request_predict_seconds`` and
+``request_postprocess_seconds`` (label ``model_name``); these add what a defect detector needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from predictor.artifacts import ModelInfo
+
+PREDICTIONS = Counter(
+    "visionops_predictions_total", "Detections returned, by class", ["model_name", "class_name"]
+)
+IMAGES = Counter("visionops_images_predicted_total", "Images run through the model", ["model_name"])
+ERRORS = Counter(
+    "visionops_prediction_errors_total",
+    "Failed prediction requests by reason (bad input codes such as not_base64, or inference_error)",
+    ["model_name", "reason"],
+)
+DETECTIONS_PER_IMAGE = Histogram(
+    "visionops_detections_per_image", "Detections returned per image", ["model_name"],
+    buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100, 300),
+)
+INFERENCE_SECONDS = Histogram(
+    "visionops_inference_seconds", "Decode + model inference time of one request", ["model_name"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ACTIVE_MODEL = Gauge(
+    "visionops_active_model_info", "The model version being served (value 1)",
+    ["model_name", "version", "run_id", "alias"],
+)
+
+_active: dict[str, tuple[str, str, str, str]] = {}
+
+
+def set_active_model(served_name: str, info: ModelInfo) -> None:
+    """Mark ``info`` as the one model served under ``served_name`` (replacing an earlier one)."""
+    labels = (served_name, info.version, info.run_id, info.alias)
+    previous = _active.get(served_name)
+    if previous is not None and previous != labels:
+        ACTIVE_MODEL.remove(*previous)
+    ACTIVE_MODEL.labels(*labels).set(1)
+    _active[served_name] = labels
+
+
+def record_predictions(model_name: str, class_names_per_image: Iterable[list[str]]) -> None:
+    """Count images, detections per image and detections per class."""
+    for class_names in class_names_per_image:
+        IMAGES.labels(model_name).inc()
+        DETECTIONS_PER_IMAGE.labels(model_name).observe(len(class_names))
+        for class_name in class_names:
+            PREDICTIONS.labels(model_name, class_name).inc()
+
+
+def record_error(model_name: str, reason: str) -> None:
+    ERRORS.labels(model_name, reason).inc()

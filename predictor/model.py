@@ -1,0 +1,181 @@
+"""``DefectDetector``: a KServe model serving an ultralytics YOLO detector over V1 and V2.
+
+V1 ``POST /v1/models/<name>:predict`` -> ``{"predictions": [<image prediction>, ...]}``.
+V2 ``POST /v2/models/<name>/infer`` -> one ``BYTES`` output ``detections`` of shape ``[n]``
+whose element i is the JSON text of image i's prediction (KServe's idiom for structured results).
+An image prediction is ``{"detections": [{class_id, class_name, confidence, bbox: [x1, y1, x2,
+y2]}], "num_detections", "image_size": {"width", "height"}, "inference_time_ms"}``.
+See :mod:`predictor.payload` for the accepted request forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import kserve
+from kserve.errors import InferenceError
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from PIL import Image
+
+from predictor import metrics
+from predictor.artifacts import (
+    UNKNOWN,
+    ModelArtifactError,
+    ModelInfo,
+    fetch_from_registry,
+    parse_models_uri,
+    validate_model_dir,
+)
+from predictor.detections import image_prediction
+from predictor.payload import PayloadError, decode_images, images_from_v1, images_from_v2
+from predictor.settings import ServingSettings
+
+V2_INPUT = {"name": "image", "datatype": "BYTES", "shape": [-1]}
+V2_OUTPUT = {"name": "detections", "datatype": "BYTES", "shape": [-1]}
+
+
+class DefectDetector(kserve.Model):
+    """YOLO defect detector loaded from a model dir or an MLflow ``models:/`` URI."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        model_dir: str | Path | None = None,
+        model_uri: str | None = None,
+        tracking_uri: str | None = None,
+        settings: ServingSettings | None = None,
+        download_dir: str | Path | None = None,
+        device: str | None = None,
+    ):
+        super().__init__(name)
+        if (model_dir is None) == (model_uri is None):
+            raise ValueError(f"give exactly one of model_dir or model_uri, got model_dir={model_dir!r}, "
+                             f"model_uri={model_uri!r}")
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.model_uri = model_uri
+        self.tracking_uri = tracking_uri
+        self.settings = settings
+        self.download_dir = Path(download_dir) if download_dir is not None else None
+        self.device = device or None
+        self.info: ModelInfo | None = None
+        self.class_names: list[str] = []
+        self._yolo: Any = None
+        self._lock = threading.Lock()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Fetch (MLflow) or check (dir) the artifacts, load ``best.pt``, warm up, then ``ready``."""
+        self.ready = False
+        settings = self.settings or ServingSettings.from_config()
+        if self.model_uri is not None:
+            ref = parse_models_uri(self.model_uri, default_alias=settings.alias)
+            local_dir, info = fetch_from_registry(ref, self.tracking_uri, self.download_dir)
+        else:
+            local_dir = self.model_dir
+            info = ModelInfo(name=self.name, source=str(local_dir))
+        weights, class_names = validate_model_dir(local_dir)
+        yolo = _load_yolo(weights)
+        if getattr(yolo, "task", None) != "detect":
+            raise ModelArtifactError(f"{weights} is a {yolo.task!r} model; expected a 'detect' model")
+        model_nc = len(yolo.names)
+        if model_nc != len(class_names):
+            raise ModelArtifactError(f"class_map.json names {len(class_names)} classes but {weights} was trained "
+                                     f"with {model_nc}; the two files come from different runs")
+        self.settings, self.info, self.class_names, self._yolo = settings, info, class_names, yolo
+        self._infer([Image.new("RGB", (settings.imgsz, settings.imgsz))])  # warm up before reporting ready
+        metrics.set_active_model(self.name, info)
+        self.ready = True
+        return self.ready
+
+    # -- KServe handlers ---------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict]:
+        return [V2_INPUT]
+
+    def get_output_types(self) -> list[dict]:
+        return [V2_OUTPUT]
+
+    async def predict(
+        self,
+        payload: dict | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict | InferResponse:
+        """V1 dict -> ``{"predictions": [...]}``; V2 ``InferRequest`` -> ``InferResponse``."""
+        try:
+            predictions = await asyncio.to_thread(self.predict_images_payload, payload)
+        except PayloadError as exc:
+            metrics.record_error(self.name, exc.code)
+            raise
+        except InferenceError:
+            metrics.record_error(self.name, "inference_error")
+            raise
+        except Exception as exc:
+            metrics.record_error(self.name, "inference_error")
+            raise InferenceError(f"inference failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(payload, InferRequest):
+            return self._v2_response(payload, predictions)
+        return {"predictions": predictions}
+
+    # -- shared helpers ----------------------------------------------------------------------
+
+    def predict_images_payload(self, payload: Any) -> list[dict[str, Any]]:
+        """Parse (V1 or V2), decode and run one request; blocking, safe to call from threads."""
+        if self._yolo is None or self.settings is None:
+            raise InferenceError(f"model {self.name} is not loaded; call load() first")
+        settings = self.settings
+        started = time.perf_counter()
+        if isinstance(payload, InferRequest):
+            values = images_from_v2(payload, settings.max_images_per_request)
+        else:
+            values = images_from_v1(payload, settings.max_images_per_request)
+        images = decode_images(values, settings.max_image_bytes)
+        predictions = self._infer(images)
+        metrics.INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        metrics.record_predictions(self.name, ([d["class_name"] for d in p["detections"]] for p in predictions))
+        return predictions
+
+    def _infer(self, images: list[Image.Image]) -> list[dict[str, Any]]:
+        settings = self.settings
+        with self._lock:  # ultralytics predictors are not thread-safe
+            results = self._yolo.predict(images, conf=settings.confidence, iou=settings.iou, imgsz=settings.imgsz,
+                                         device=self.device, verbose=False)
+        predictions = []
+        for image, result in zip(images, results, strict=True):
+            boxes = result.boxes
+            predictions.append(image_prediction(
+                boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), image.size, self.class_names,
+                inference_time_ms=sum(result.speed.values()),
+            ))
+        return predictions
+
+    def _v2_response(self, request: InferRequest, predictions: list[dict[str, Any]]) -> InferResponse:
+        output = InferOutput(name=V2_OUTPUT["name"], shape=[len(predictions)], datatype="BYTES",
+                             data=[json.dumps(p) for p in predictions])
+        version = self.info.version if self.info and self.info.version != UNKNOWN else None
+        return InferResponse(
+            response_id=request.id or str(uuid.uuid4()), model_name=self.name, infer_outputs=[output],
+            model_version=version, use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
+
+
+def _load_yolo(weights: Path) -> Any:
+    """``YOLO(weights)`` with ultralytics kept off the network."""
+    from visionops import offline
+
+    offline.configure()
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(weights))
+    except Exception as exc:  # ultralytics raises many types for a bad checkpoint
+        raise ModelArtifactError(f"cannot load ultralytics weights {weights}: {type(exc).__name__}: {exc}") from exc

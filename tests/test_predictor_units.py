@@ -1,0 +1,217 @@
+"""Pure parts of the predictor: request parsing, image checks, settings, model sources, responses."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+from PIL import Image
+
+from predictor.artifacts import ModelArtifactError, RegistryRef, parse_models_uri, validate_model_dir
+from predictor.cli import KSERVE_MOUNT, build_parser, endpoint_lines, resolve_source
+from predictor.detections import image_prediction
+from predictor.payload import PayloadError, decode_base64, decode_images, images_from_v1, images_from_v2
+from predictor.settings import ServingSettings
+
+
+def _png(width: int = 20, height: int = 10) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+B64 = base64.b64encode(_png()).decode()
+
+
+def _v2(*inputs: InferInput) -> InferRequest:
+    return InferRequest(model_name="m", infer_inputs=list(inputs))
+
+
+# -- V1 ---------------------------------------------------------------------------------------
+
+def test_v1_accepts_every_documented_instance_form():
+    payload = {"instances": [{"image": {"b64": B64}}, {"image": B64}, {"b64": B64}, B64]}
+    assert images_from_v1(payload, max_images=4) == [B64] * 4
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "message"),
+    [
+        (b"not json", "bad_request", "must be JSON"),
+        ([1, 2], "bad_request", "must be a JSON object"),
+        ({"inputs": []}, "missing_field", "lacks the field 'instances'"),
+        ({"instances": {"image": B64}}, "bad_request", "'instances' must be a list"),
+        ({"instances": []}, "no_images", "no images"),
+        ({"instances": [{"picture": B64}]}, "missing_field", "instances[0] lacks the field 'image'"),
+        ({"instances": [B64, {"image": {"data": B64}}]}, "missing_field", "instances[1].image lacks the field 'b64'"),
+        ({"instances": [42]}, "bad_request", "instances[0] is a int"),
+        ({"instances": [B64] * 3}, "too_many_images", "holds 3 images, more than the limit of 2"),
+    ],
+)
+def test_v1_rejects_bad_shapes_precisely(payload, code, message):
+    with pytest.raises(PayloadError) as err:
+        images_from_v1(payload, max_images=2)
+    assert err.value.code == code
+    assert message in str(err.value)
+    assert isinstance(err.value, InvalidInput)  # KServe answers 400
+
+
+# -- V2 ---------------------------------------------------------------------------------------
+
+def test_v2_reads_one_bytes_input_nested_or_flat():
+    assert images_from_v2(_v2(InferInput("image", [2], "BYTES", [B64, B64])), 4) == [B64, B64]
+    assert images_from_v2(_v2(InferInput("x", [2, 1], "BYTES", [[B64], [B64]])), 4) == [B64, B64]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "code", "message"),
+    [
+        ([], "bad_request", "exactly one input"),
+        ([InferInput("a", [1], "BYTES", [B64]), InferInput("b", [1], "BYTES", [B64])], "bad_request",
+         "got 2: ['a', 'b']"),
+        ([InferInput("image", [1], "FP32", [1.0])], "bad_request", "datatype FP32"),
+        ([InferInput("image", [3], "BYTES", [B64])], "bad_request", "shape [3] (3 elements) but 1 data"),
+        ([InferInput("image", [3], "BYTES", [B64] * 3)], "too_many_images", "limit of 2"),
+        ([InferInput("image", [0], "BYTES", [])], "no_images", "no images"),
+    ],
+)
+def test_v2_rejects_bad_requests_precisely(inputs, code, message):
+    with pytest.raises(PayloadError) as err:
+        images_from_v2(_v2(*inputs), max_images=2)
+    assert err.value.code == code
+    assert message in str(err.value)
+
+
+# -- image decoding ---------------------------------------------------------------------------
+
+def test_decode_accepts_plain_bytes_and_data_url():
+    raw = _png()
+    assert decode_base64(B64, 0, 10_000) == raw
+    assert decode_base64(B64.encode(), 0, 10_000) == raw
+    assert decode_base64(f"data:image/png;base64,{B64}\n", 0, 10_000) == raw
+    (image,) = decode_images([B64], 10_000)
+    assert image.mode == "RGB" and image.size == (20, 10)
+
+
+@pytest.mark.parametrize(
+    ("value", "max_bytes", "code", "message"),
+    [
+        ("", 1000, "empty_image", "image 0 is empty"),
+        ("   ", 1000, "empty_image", "image 0 is empty"),
+        ("@@not base64@@", 1000, "not_base64", "image 0 is not valid base64"),
+        (12, 1000, "not_base64", "image 0 is a int"),
+        (base64.b64encode(b"x" * 101).decode(), 100, "image_too_large", "101 bytes decoded, over the limit of 100"),
+        (base64.b64encode(b"x" * 5000).decode(), 100, "image_too_large", "over the limit of 100 bytes"),
+        (base64.b64encode(b"hello, not an image").decode(), 1000, "not_an_image", "is not a readable image"),
+        (base64.b64encode(_png()[:40]).decode(), 1000, "not_an_image", "is not a readable image"),  # truncated
+    ],
+)
+def test_decode_rejects_bad_images_precisely(value, max_bytes, code, message):
+    with pytest.raises(PayloadError) as err:
+        decode_images([value], max_bytes)
+    assert err.value.code == code
+    assert message in str(err.value)
+
+
+def test_decode_refuses_a_decompression_bomb():
+    buf = io.BytesIO()
+    Image.new("1", (9000, 8000)).save(buf, format="PNG")  # 72 Mpx in a few kB
+    with pytest.raises(PayloadError, match="image 0 is 9000x8000 pixels, over the limit") as err:
+        decode_images([base64.b64encode(buf.getvalue()).decode()], 10_000_000)
+    assert err.value.code == "image_too_large"
+
+
+def test_decode_names_the_index_of_the_bad_image():
+    with pytest.raises(PayloadError, match="image 1 is not valid base64"):
+        decode_images([B64, "%%%"], 10_000)
+
+
+# -- responses --------------------------------------------------------------------------------
+
+def test_image_prediction_shape_and_order():
+    out = image_prediction([[1, 2, 3, 4], [5.555, 6, 7, 8]], [0.3, 0.91234], [1.0, 0.0], (640, 480), ["a/x", "a/y"],
+                           inference_time_ms=12.345)
+    assert out == {
+        "detections": [
+            {"class_id": 0, "class_name": "a/x", "confidence": 0.9123, "bbox": [5.55, 6.0, 7.0, 8.0]},
+            {"class_id": 1, "class_name": "a/y", "confidence": 0.3, "bbox": [1.0, 2.0, 3.0, 4.0]},
+        ],
+        "num_detections": 2,
+        "image_size": {"width": 640, "height": 480},
+        "inference_time_ms": 12.35,
+    }
+    assert image_prediction([], [], [], (1, 1), [])["num_detections"] == 0
+    assert image_prediction([[0, 0, 1, 1]], [0.5], [7], (1, 1), ["a"])["detections"][0]["class_name"] == "class_7"
+
+
+# -- settings and sources ---------------------------------------------------------------------
+
+def test_settings_come_from_serving_config_and_validate():
+    settings = ServingSettings.from_config()
+    assert settings.model_name == "vision-defect-detector" and settings.alias == "production"
+    assert ServingSettings.from_config({"confidence": 0.5, "imgsz": None}).imgsz == settings.imgsz
+    with pytest.raises(ValueError, match=r"confidence must be a number between 0 and 1, got 1\.5"):
+        ServingSettings.from_config({"confidence": 1.5})
+    with pytest.raises(ValueError, match="max_images_per_request must be an integer >= 1, got 0"):
+        ServingSettings.from_config({"max_images_per_request": 0})
+
+
+@pytest.mark.parametrize(
+    ("uri", "ref"),
+    [
+        ("models:/det@production", RegistryRef("det", alias="production")),
+        ("models:/det/3", RegistryRef("det", version="3")),
+        ("models:/det", RegistryRef("det", alias="champion")),
+    ],
+)
+def test_parse_models_uri(uri, ref):
+    assert parse_models_uri(uri, default_alias="champion") == ref
+
+
+@pytest.mark.parametrize("uri", ["runs:/abc/model", "models:/", "models:/det/latest", "models:/a/b/c", "/mnt/models"])
+def test_parse_models_uri_rejects_other_forms(uri):
+    with pytest.raises(ValueError, match="must look like models:/<name>@<alias>"):
+        parse_models_uri(uri, default_alias="production")
+
+
+def test_validate_model_dir_names_what_is_missing(tmp_path: Path):
+    with pytest.raises(ModelArtifactError, match="does not exist"):
+        validate_model_dir(tmp_path / "nope")
+    (tmp_path / "best.onnx").write_bytes(b"")
+    with pytest.raises(ModelArtifactError, match=r"lacks best.pt, class_map.json .*found \['best.onnx'\]"):
+        validate_model_dir(tmp_path)
+    (tmp_path / "best.pt").write_bytes(b"weights")
+    (tmp_path / "class_map.json").write_text(json.dumps({"nc": 2}))
+    with pytest.raises(ModelArtifactError, match=r'must hold \{"names"'):
+        validate_model_dir(tmp_path)
+    (tmp_path / "class_map.json").write_text("{broken")
+    with pytest.raises(ModelArtifactError, match="not readable JSON"):
+        validate_model_dir(tmp_path)
+    (tmp_path / "class_map.json").write_text(json.dumps({"names": ["casting/inclusoes", "screw/defect"]}))
+    assert validate_model_dir(tmp_path) == (tmp_path / "best.pt", ["casting/inclusoes", "screw/defect"])
+
+
+def test_cli_defaults_and_source_order(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("VISIONOPS_MODEL_URI", raising=False)
+    parser = build_parser(ServingSettings.from_config())
+    args = parser.parse_args([])
+    assert args.model_name == "vision-defect-detector"  # the URL name matches the config, not KServe's "model"
+    assert resolve_source(args) == {"model_dir": KSERVE_MOUNT}
+    args = parser.parse_args(["--tracking-uri", "http://mlflow:5000"])
+    assert resolve_source(args) == {"model_uri": "models:/vision-defect-detector@production"}
+    args = parser.parse_args(["--model-dir", "/m", "--tracking-uri", "http://x", "--model_name", "det"])
+    assert resolve_source(args) == {"model_dir": "/m"} and args.model_name == "det"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model-dir", "/m", "--model-uri", "models:/x@y"])
+    assert "POST http://localhost:9000/v1/models/det:predict" in "\n".join(endpoint_lines("det", 9000))
+    monkeypatch.setenv("VISIONOPS_MODEL_URI", "models:/det/7")  # what the operator patches on promotion
+    args = build_parser(ServingSettings.from_config()).parse_args([])
+    assert resolve_source(args) == {"model_uri": "models:/det/7"}
+    args = build_parser(ServingSettings.from_config()).parse_args(["--model-dir", "/m"])
+    assert resolve_source(args) == {"model_dir": "/m"}
