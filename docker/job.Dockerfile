@@ -1,0 +1,61 @@
+# VisionOps Job image: the training Job (`python -m training_job`) and the drift Job (`python -m drift_job`)
+# the operator starts (it sets the command), and the `visionops` CLI as the default entry point, e.g.
+#
+#   docker build -f docker/job.Dockerfile -t visionops-job:0.1.0 .
+#   docker run --rm -v "$PWD/data:/data" visionops-job:0.1.0 data synth --out /data/synthetic
+#
+# BASE_IMAGE: any Debian bookworm image with Python 3.11 (python3 -m venv must work).
+# TORCH_INDEX_URL: empty takes torch from PyPI (CUDA build: runs on CPU and on NVIDIA GPUs, ~5 GB more);
+# https://download.pytorch.org/whl/cpu gives a CPU-only image.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: resolve the pinned wheels into a virtual environment ------------------------------------
+FROM ${BASE_IMAGE} AS builder
+ARG TORCH_INDEX_URL=""
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml ./
+COPY docker/pins.py docker/
+RUN python3 -m venv /opt/venv \
+ && python3 docker/pins.py job > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url ${TORCH_INDEX_URL}} -r /tmp/requirements.txt
+# ultralytics depends on opencv-python (GUI build, needs libGL/libX11), which overwrites the headless build's
+# cv2/ folder: remove it, then reinstall the headless build so cv2/ is whole again.
+RUN /opt/venv/bin/pip uninstall --yes opencv-python \
+ && /opt/venv/bin/pip install --no-deps --force-reinstall "$(grep '^opencv-python-headless' /tmp/requirements.txt)" \
+ && if /opt/venv/bin/pip show opencv-python >/dev/null 2>&1; then echo "opencv-python must not remain" >&2; exit 1; fi \
+ && /opt/venv/bin/python -c "import cv2; print('cv2', cv2.__version__)"
+
+# ---- runtime -----------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="visionops-job" \
+      org.opencontainers.image.description="VisionOps training and drift Jobs (ultralytics, MLflow, Evidently)" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --gid 1000 visionops \
+ && useradd --uid 1000 --gid 1000 --home-dir /work --no-create-home --shell /usr/sbin/nologin visionops \
+ && mkdir -p /work /data && chown 1000:1000 /work
+COPY --from=builder /opt/venv /opt/venv
+COPY configs/ /app/configs/
+COPY visionops/ /app/visionops/
+COPY training_job/ /app/training_job/
+COPY drift_job/ /app/drift_job/
+# No network at run time: ultralytics never downloads fonts/weights or pip-installs, MLflow sends no telemetry.
+# HOME, YOLO_CONFIG_DIR and MPLCONFIGDIR point at /work, the writable emptyDir of a Job pod (read-only root fs).
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VISIONOPS_CONFIG_DIR=/app/configs \
+    HOME=/work \
+    YOLO_CONFIG_DIR=/work/.yolo \
+    MPLCONFIGDIR=/work/.matplotlib \
+    YOLO_OFFLINE=1 \
+    YOLO_AUTOINSTALL=false \
+    YOLO_VERBOSE=false \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=1
+WORKDIR /work
+USER 1000:1000
+ENTRYPOINT ["python", "-m", "visionops.cli"]
+CMD ["--help"]

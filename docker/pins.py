@@ -1,0 +1,85 @@
+"""Print the pinned requirements of one VisionOps image, taken from pyproject.toml (the one list of pins).
+
+Used by the Dockerfiles' builder stages (standard library only, runs on the bare base image):
+
+    python docker/pins.py operator > /tmp/requirements.txt
+
+Each image installs a named subset of ``[project].dependencies``; a name that pyproject.toml does not
+pin is an error, so an image can never drift from the versions the test suite ran with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+# What each image needs (distribution names as in pyproject.toml). Shared libraries that would otherwise
+# float (numpy, pandas, protobuf) are listed so that pip resolves them to the tested pins.
+IMAGES: dict[str, tuple[str, ...]] = {
+    # Control plane: kopf + the Kubernetes client + MLflow (the full package also runs `mlflow server`).
+    "operator": ("kopf", "kubernetes", "mlflow", "pyyaml", "requests", "numpy", "pandas", "protobuf"),
+    # Training and drift Jobs: everything but the operator framework and the KServe server.
+    "job": (
+        "torch", "torchvision", "ultralytics", "mlflow", "evidently", "pandas", "numpy", "protobuf", "psutil",
+        "onnx", "onnxruntime", "onnxslim", "opencv-python-headless", "pycocotools", "pyyaml", "pillow",
+        "requests",
+    ),
+    # Predictor: KServe model server + ultralytics inference + MLflow client.
+    "predictor": (
+        "torch", "torchvision", "ultralytics", "kserve", "mlflow", "pandas", "numpy", "protobuf", "psutil",
+        "opencv-python-headless", "prometheus-client", "pyyaml", "pillow", "requests",
+    ),
+}
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized distribution name (``PyYAML`` -> ``pyyaml``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_pins(pyproject: Path = PYPROJECT) -> dict[str, str]:
+    """``{normalized name: requirement line}`` for every ``[project].dependencies`` entry."""
+    data = tomllib.loads(pyproject.read_text())
+    pins: dict[str, str] = {}
+    for requirement in data["project"]["dependencies"]:
+        match = _NAME.match(requirement)
+        if not match:
+            raise ValueError(f"{pyproject}: cannot read a name from dependency {requirement!r}")
+        pins[normalize(match.group(1))] = requirement.strip()
+    return pins
+
+
+def image_requirements(image: str, pyproject: Path = PYPROJECT) -> list[str]:
+    """The pinned requirement lines of ``image`` (one of :data:`IMAGES`), in the order listed there."""
+    if image not in IMAGES:
+        raise ValueError(f"unknown image {image!r}; expected one of {', '.join(IMAGES)}")
+    pins = project_pins(pyproject)
+    missing = [name for name in IMAGES[image] if normalize(name) not in pins]
+    if missing:
+        raise ValueError(f"image {image!r} needs {', '.join(missing)}, which {pyproject.name} does not pin")
+    return [pins[normalize(name)] for name in IMAGES[image]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", choices=sorted(IMAGES), help="which image's requirements to print")
+    parser.add_argument("--pyproject", type=Path, default=PYPROJECT,
+                        help="pyproject.toml to read (default: the repo's)")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(image_requirements(args.image, args.pyproject)))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"pins: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
