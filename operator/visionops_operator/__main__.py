@@ -7,6 +7,7 @@ import os
 import sys
 
 import kopf
+import kopf.cli  # `import kopf` alone does not load the command line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

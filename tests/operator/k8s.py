@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ GROUP, VERSION = "visionops.io", "v1alpha1"
 
 
 def api() -> kubernetes.client.ApiClient:
-    return kubernetes.config.new_client_from_config()
+    return kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 def custom() -> kubernetes.client.CustomObjectsApi:
