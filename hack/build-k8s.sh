@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Build a pinned local Kubernetes toolchain from the Go module proxy (no container registry needed):
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, plus the KServe CRDs.
+#
+# Everything lands in ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/k8s-<K8S_VERSION>/ (outside the repo);
+# what is already built is skipped, so a warm run takes about a second.
+#
+# Usage:
+#   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
+#   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
+#   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
+#   hack/build-k8s.sh --versions           print the pinned versions
+set -euo pipefail
+
+# ---- pinned versions --------------------------------------------------------------------------
+K8S_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules k8s.io/* pinned to v0.34.4
+ETCD_VERSION=v3.6.16         # go.etcd.io/etcd/server/v3 (etcdmain)
+HELM_VERSION=v3.19.5         # helm.sh/helm/v3
+KSERVE_VERSION=v0.20.0       # github.com/kserve/kserve (config/crd/{full,minimal}); newest the proxy serves
+# ------------------------------------------------------------------------------------------------
+
+CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
+ROOT=$CACHE/k8s-$K8S_VERSION
+BIN=$ROOT/bin
+SRC=$ROOT/src
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+NICE=(nice -n 10)
+
+log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_go() {
+  command -v go >/dev/null || die "go not found in PATH (need Go >= 1.24; /usr/local/go/bin?)"
+}
+
+# go_mod_field MODULE@VERSION FIELD -> value of FIELD in `go mod download -json` (e.g. Dir, GoMod).
+go_mod_field() {
+  local json
+  json=$(cd "${TMPDIR:-/tmp}" && go mod download -json "$1") \
+    || die "go mod download $1 failed: $(printf '%s' "$json" | grep '"Error"' || true)"
+  printf '%s\n' "$json" | sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}$/\1/p" | head -n1
+}
+
+kserve_crd_dir() {
+  local dir
+  dir=$(go_mod_field "github.com/kserve/kserve@$KSERVE_VERSION" Dir)
+  [[ -f $dir/config/crd/full/serving.kserve.io_inferenceservices.yaml ]] \
+    || die "KServe $KSERVE_VERSION has no config/crd/full/serving.kserve.io_inferenceservices.yaml under $dir"
+  printf '%s\n' "$dir/config/crd"
+}
+
+# is_current NAME VERSION: binary exists and its stamp matches the pinned version.
+is_current() { [[ -x $BIN/$1 && "$(cat "$BIN/.$1.version" 2>/dev/null)" == "$2" ]]; }
+stamp() { printf '%s\n' "$2" >"$BIN/.$1.version"; }
+
+build_k8s() {
+  local missing=() c
+  for c in "${K8S_CMDS[@]}"; do is_current "$c" "$K8S_VERSION" || missing+=("$c"); done
+  if ((${#missing[@]} == 0)); then log "kubernetes $K8S_VERSION: cached"; return; fi
+  log "kubernetes $K8S_VERSION: building ${missing[*]} (cold: ~15-30 min on 2 cores)"
+
+  # Wrapper module: k8s.io/kubernetes's own go.mod replaces every k8s.io/* staging module with a
+  # local path, which `go install ...@version` refuses; pin each of them to its v0.X.Y release here.
+  local mod=$SRC/kubernetes staging_ver=v0.${K8S_VERSION#v1.} gomod
+  mkdir -p "$mod"
+  if [[ ! -f $mod/go.sum ]]; then
+    gomod=$(go_mod_field "k8s.io/kubernetes@$K8S_VERSION" GoMod)
+    {
+      echo "module visionops.local/k8s-build"
+      echo
+      grep -E '^(go|godebug) ' "$gomod"
+      echo
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo
+      echo "replace ("
+      sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging_ver"'#p' "$gomod"
+      echo ")"
+    } >"$mod/go.mod"
+    grep -q 'k8s.io/client-go => ' "$mod/go.mod" || die "no staging replaces found in $gomod"
+    local pkgs=()
+    for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
+    (cd "$mod" && go get "${pkgs[@]}") || die "resolving $K8S_VERSION modules failed"
+  fi
+
+  local v=${K8S_VERSION#v} ldflags="-s -w" key val pkg
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    for key in gitVersion=$K8S_VERSION gitMajor=${v%%.*} gitMinor=$(cut -d. -f2 <<<"$v") \
+               gitTreeState=clean buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ); do
+      val=${key#*=}; key=${key%%=*}
+      ldflags+=" -X $pkg.$key=$val"
+    done
+  done
+  local out=$ROOT/.tmp-k8s
+  rm -rf "$out" && mkdir -p "$out"
+  # One invocation: the packages the commands share compile once.
+  (cd "$mod" && "${NICE[@]}" go build -trimpath -ldflags="$ldflags" -o "$out/" \
+      "${missing[@]/#/k8s.io/kubernetes/cmd/}") || die "go build of ${missing[*]} failed"
+  for c in "${missing[@]}"; do mv -f "$out/$c" "$BIN/$c" && stamp "$c" "$K8S_VERSION"; done
+  rm -rf "$out"
+}
+
+build_etcd() {
+  if is_current etcd "$ETCD_VERSION"; then log "etcd $ETCD_VERSION: cached"; return; fi
+  log "etcd $ETCD_VERSION: building"
+  local mod=$SRC/etcd
+  mkdir -p "$mod"
+  if [[ ! -f $mod/go.sum ]]; then
+    printf 'module visionops.local/etcd-build\n\ngo 1.24.0\n' >"$mod/go.mod"
+    cat >"$mod/main.go" <<'EOF'
+// Command etcd is the upstream etcd server, built from the Go module proxy.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+    (cd "$mod" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy) \
+      || die "resolving etcd $ETCD_VERSION failed"
+  fi
+  (cd "$mod" && "${NICE[@]}" go build -trimpath -ldflags="-s -w" -o "$ROOT/.tmp-etcd" .) \
+    || die "go build of etcd failed"
+  mv -f "$ROOT/.tmp-etcd" "$BIN/etcd" && stamp etcd "$ETCD_VERSION"
+}
+
+build_helm() {
+  if is_current helm "$HELM_VERSION"; then log "helm $HELM_VERSION: cached"; return; fi
+  log "helm $HELM_VERSION: building"
+  local out=$ROOT/.tmp-helm
+  rm -rf "$out" && mkdir -p "$out"
+  (cd "${TMPDIR:-/tmp}" && GOBIN=$out "${NICE[@]}" go install -trimpath \
+      -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") || die "go install helm $HELM_VERSION failed"
+  mv -f "$out/helm" "$BIN/helm" && stamp helm "$HELM_VERSION"
+  rm -rf "$out"
+}
+
+main() {
+  case "${1:-}" in
+    --print-bin-dir) printf '%s\n' "$BIN"; return ;;
+    --print-kserve-crds) need_go; kserve_crd_dir; return ;;
+    --versions)
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\n' \
+        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION"
+      return ;;
+    "") ;;
+    *) die "unknown argument '$1' (expected none, --print-bin-dir, --print-kserve-crds or --versions)" ;;
+  esac
+  need_go
+  mkdir -p "$BIN" "$SRC"
+  # Several processes (make, pytest sessions) may run this at once: one builds, the others wait.
+  exec 9>"$ROOT/.build.lock"
+  if ! flock -n 9; then log "another build holds $ROOT/.build.lock; waiting"; flock 9; fi
+
+  local start=$SECONDS crds
+  log "go $(go env GOVERSION), cache $ROOT"
+  build_k8s
+  build_etcd
+  build_helm
+  crds=$(kserve_crd_dir)
+  printf '%s\n' "$crds" >"$ROOT/kserve-crds-path"
+  log "kserve $KSERVE_VERSION CRDs: $crds"
+  log "done in $((SECONDS - start)) s: $(cd "$BIN" && echo *)"
+  printf '%s\n' "$BIN"
+}
+
+main "$@"
