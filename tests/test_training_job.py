@@ -1,0 +1,244 @@
+"""The training Job end to end: real data prep, real ultralytics, real MLflow, zero network.
+
+The job runs in a subprocess (``python -m training_job``) under an audit hook that records, and
+blocks, every DNS lookup or connection to a non-loopback address, plus any connection to a dead
+proxy set in the environment: the job must make none. mAP is never asserted (2 epochs on tiny data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from visionops import registry_cli
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+DEAD_PROXY_PORT = 9
+
+# Runs argv[1] as a module (like `python -m`), with an audit hook recording network attempts.
+AUDITED = r"""
+import ipaddress, os, runpy, sys
+LOG = os.environ["NET_AUDIT_LOG"]
+DEAD_PORT = int(os.environ["NET_AUDIT_DEAD_PORT"])
+
+def _loopback(host):
+    if host in (None, "", "localhost") or isinstance(host, bytes) and host == b"localhost":
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+def _record(what):
+    with open(LOG, "a") as f:
+        f.write(what + "\n")
+    raise OSError(f"network blocked by the test audit hook: {what}")
+
+def _hook(event, args):
+    if event == "socket.connect":
+        addr = args[1]
+        if isinstance(addr, tuple) and (not _loopback(addr[0]) or addr[1] == DEAD_PORT):
+            _record(f"connect {addr[0]}:{addr[1]}")
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
+        host = args[0]
+        if isinstance(host, bytes):
+            host = host.decode()
+        if not _loopback(host):
+            _record(f"{event} {host}")
+
+sys.addaudithook(_hook)
+module = sys.argv[1]
+sys.argv = [module, *sys.argv[2:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def audited_env(log: Path) -> dict[str, str]:
+    """The parent's env without any ultralytics switches (the job must set them), plus a dead proxy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    dead = f"http://127.0.0.1:{DEAD_PROXY_PORT}"
+    env.update(NET_AUDIT_LOG=str(log), NET_AUDIT_DEAD_PORT=str(DEAD_PROXY_PORT), PYTHONPATH=str(REPO),
+               HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead,
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    return env
+
+
+def run_audited(module: str, args: list[str], log: Path, cwd: Path, timeout: int = 600,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    log.write_text("")
+    return subprocess.run([sys.executable, "-c", AUDITED, module, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**audited_env(log), **(extra_env or {})})
+
+
+@pytest.fixture(scope="module")
+def trained(synth_vision_root: Path, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One real 2-epoch training job on two synthetic products; its outputs for the tests below."""
+    tmp = tmp_path_factory.mktemp("train-job")
+    result_file, log = tmp / "result.json", tmp / "network.log"
+    experiment = f"train-test-{uuid.uuid4().hex[:6]}"
+    proc = run_audited("training_job", [
+        "--dataset", str(synth_vision_root), "--products", "Casting,Screw", "--workdir", str(tmp / "work"),
+        "--epochs", "2", "--imgsz", "64", "--batch", "8", "--tracking-uri", mlflow_uri,
+        "--experiment", experiment, "--namespace", "team-a", "--name", "tr-e2e", "--uid", "uid-123",
+        "--result-file", str(result_file),
+    ], log, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"proc": proc, "result": json.loads(result_file.read_text()), "network": log.read_text(),
+            "experiment": experiment, "workdir": tmp / "work"}
+
+
+def test_job_makes_no_network_attempt(trained):
+    assert trained["network"] == "", f"network attempts: {trained['network']}"
+
+
+def test_run_is_finished_with_tags_and_params(trained, mlflow_uri):
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run = client.get_run(trained["result"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == trained["experiment"]
+    tags = run.data.tags
+    assert tags["visionops.io/kind"] == "training"
+    assert (tags["visionops.io/namespace"], tags["visionops.io/name"], tags["visionops.io/uid"]) == (
+        "team-a", "tr-e2e", "uid-123")
+    assert tags["visionops.io/progress"] == "2/2"
+    params = run.data.params
+    assert params["epochs"] == "2" and params["imgsz"] == "64" and params["model"] == "yolov8n.yaml"
+    assert params["products"] == "Casting,Screw" and params["nc"] == "3"
+
+
+def test_ultralytics_own_mlflow_logging_stays_off(trained, mlflow_uri):
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    # its callback would log to $MLFLOW_TRACKING_URI under an experiment named after `project`
+    assert client.get_experiment_by_name(str(trained["workdir"] / "runs")) is None
+    assert client.get_experiment_by_name("/Shared/Ultralytics") is None
+    exp_id = client.get_experiment_by_name(trained["experiment"]).experiment_id
+    assert len(client.search_runs([exp_id])) == 1
+    cwd = trained["workdir"].parent
+    assert not (cwd / "mlflow.db").exists() and not (cwd / "mlruns").exists()
+
+
+def test_metrics_are_logged_per_epoch_and_per_class(trained, mlflow_uri):
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run_id = trained["result"]["run_id"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "epoch")] == [(1, 1.0), (2, 2.0)]
+    for key in ("map50", "map50_95", "precision", "recall", "train/box_loss", "train/cls_loss", "val/box_loss"):
+        assert {m.step for m in client.get_metric_history(run_id, key)} == {1, 2}, key
+    metrics = client.get_run(run_id).data.metrics
+    names = ["casting/inclusoes", "casting/rechupe", "screw/defect"]
+    assert {k for k in metrics if k.startswith("ap50/")} == {
+        "ap50/casting.inclusoes", "ap50/casting.rechupe", "ap50/screw.defect"}
+    per_class = json.loads(Path(client.download_artifacts(run_id, "per_class_ap50.json")).read_text())
+    assert sorted(per_class) == names
+    # the final values are the job's own validation of best.pt, the run's latest metric values
+    assert metrics["map50"] == trained["result"]["metrics"]["map50"]
+    assert all(0.0 <= v <= 1.0 for v in per_class.values())
+
+
+def test_artifacts_follow_the_model_layout(trained, mlflow_uri, tmp_path):
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run_id = trained["result"]["run_id"]
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "per_class_ap50.json", "results.csv"}
+    assert {a.path for a in client.list_artifacts(run_id, "model")} == {
+        "model/best.pt", "model/best.onnx", "model/class_map.json", "model/data_card.json"}
+    local = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
+    assert json.loads((local / "class_map.json").read_text())["names"] == [
+        "casting/inclusoes", "casting/rechupe", "screw/defect"]
+    import onnx
+
+    onnx.checker.check_model(str(local / "best.onnx"))
+
+
+def test_result_file_holds_the_contract(trained, mlflow_uri):
+    result = trained["result"]
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result["run_id"])
+    assert result["experiment_id"] == run.info.experiment_id
+    assert result["artifact_uri"] == run.info.artifact_uri
+    assert result["model_uri"] == f"runs:/{result['run_id']}/model"
+    assert set(result["metrics"]) == {"map50", "map50_95", "precision", "recall"}
+    assert sorted(result["per_class_ap50"]) == ["casting/inclusoes", "casting/rechupe", "screw/defect"]
+    assert result["epochs_completed"] == 2
+    assert result["duration_s"] > 0 and result["seconds_per_epoch"] > 0
+    assert set(result["phase_seconds"]) == {"setup", "prepare", "train", "validate", "export", "upload"}
+    assert sum(result["phase_seconds"].values()) <= result["duration_s"]
+    assert "error" not in result
+
+
+def test_progress_goes_to_stderr(trained):
+    err = trained["proc"].stderr
+    assert "[train] epoch 1/2" in err and "[train] epoch 2/2" in err and "[train] done in" in err
+    assert "error:" not in err
+
+
+def test_trained_run_registers_and_passes_a_zero_threshold(trained, mlflow_uri, capsys):
+    name = f"e2e-detector-{uuid.uuid4().hex[:6]}"
+    argv = ["--run-id", trained["result"]["run_id"], "--name", name, "--threshold", "0", "--tracking-uri",
+            mlflow_uri]
+    assert registry_cli.main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "production -> version 1"
+    from mlflow.artifacts import download_artifacts
+
+    local = Path(download_artifacts(f"models:/{name}@production", tracking_uri=mlflow_uri))
+    assert {p.name for p in local.iterdir()} == {"best.pt", "best.onnx", "class_map.json", "data_card.json"}
+
+
+def test_the_audit_hook_catches_ultralytics_when_not_offline(tmp_path):
+    """Control: without the job's offline switches, importing ultralytics probes DNS and the hook sees it."""
+    (tmp_path / "probe.py").write_text("import ultralytics\n")
+    log = tmp_path / "network.log"
+    proc = run_audited("probe", [], log, cwd=tmp_path, timeout=300, extra_env={"YOLO_CONFIG_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "socket.getaddrinfo" in log.read_text()
+
+
+def test_missing_dataset_fails_with_one_line(tmp_path, mlflow_uri):
+    result_file = tmp_path / "result.json"
+    proc = run_audited("training_job", [
+        "--dataset", str(tmp_path / "nope"), "--workdir", str(tmp_path / "work"), "--tracking-uri", mlflow_uri,
+        "--result-file", str(result_file)], tmp_path / "network.log", cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: dataset {tmp_path / 'nope'} is not a directory "
+                      "(expected a VISION root: <Product>/train/...)"]
+    assert proc.stderr.strip().splitlines()[-1] == errors[0] and "Traceback" not in proc.stderr
+    assert json.loads(result_file.read_text()) == {"error": errors[0].removeprefix("error: ")}
+
+
+def test_failure_after_the_run_started_marks_it_failed(synth_vision_root, tmp_path, mlflow_uri):
+    result_file = tmp_path / "result.json"
+    proc = run_audited("training_job", [
+        "--dataset", str(synth_vision_root), "--products", "Screw", "--workdir", str(tmp_path / "work"),
+        "--epochs", "1", "--imgsz", "64", "--device", "99", "--tracking-uri", mlflow_uri,
+        "--experiment", "train-failures", "--result-file", str(result_file)],
+        tmp_path / "network.log", cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    assert result["error"] == errors[0].removeprefix("error: ")
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(result["run_id"])
+    assert run.info.status == "FAILED"
+    assert (tmp_path / "network.log").read_text() == ""
+
+
+def test_unreachable_mlflow_fails_before_preparing_data(synth_vision_root, tmp_path):
+    from visionops.local_mlflow import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    proc = run_audited("training_job", [
+        "--dataset", str(synth_vision_root), "--workdir", str(tmp_path / "work"), "--tracking-uri", uri,
+        "--result-file", str(tmp_path / "result.json")], tmp_path / "network.log", cwd=tmp_path, timeout=300,
+        extra_env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: MLflow at {uri} failed: ") and "Connection refused" in last
+    assert not (tmp_path / "work" / "data").exists()
+    assert "run_id" not in json.loads((tmp_path / "result.json").read_text())

@@ -1,0 +1,66 @@
+"""Log every epoch to MLflow while ultralytics trains (the operator reads progress from there)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from training_job.metrics import epoch_metrics
+
+EPOCH_METRIC = "epoch"  # completed epochs, logged at step = completed epochs
+PROGRESS_TAG = "visionops.io/progress"  # "<completed>/<planned>"
+
+
+class EpochLogger:
+    """Ultralytics callbacks that log per-epoch metrics with ``step = epoch number`` (1-based).
+
+    ``on_fit_epoch_end`` fires once per epoch and once more for the trainer's own final
+    validation of ``best.pt``; that extra call is skipped (the job validates ``best.pt`` itself).
+    """
+
+    def __init__(
+        self, client: MlflowClient, run_id: str, planned_epochs: int, say: Callable[[str], None]
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.planned_epochs = planned_epochs
+        self.say = say
+        self.completed = 0
+        self.epoch_seconds: list[float] = []
+        self._train_epoch: int | None = None
+        self._started = time.monotonic()
+
+    def register(self, model: Any) -> None:
+        """Attach to an ultralytics ``YOLO`` model."""
+        model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self._started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self._train_epoch = trainer.epoch
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if trainer.epoch != self._train_epoch:
+            return  # the trainer's final validation of best.pt, not an epoch
+        step = trainer.epoch + 1
+        losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+        values = epoch_metrics(trainer.metrics or {}, losses, getattr(trainer, "lr", {}) or {})
+        values[EPOCH_METRIC] = float(step)
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(key, value, now, step) for key, value in values.items()],
+            tags=[RunTag(PROGRESS_TAG, f"{step}/{self.planned_epochs}")],
+        )
+        seconds = time.monotonic() - self._started
+        self.epoch_seconds.append(seconds)
+        self.completed = step
+        shown = " ".join(f"{k}={values[k]:.3f}" for k in ("map50", "map50_95", "train/box_loss") if k in values)
+        self.say(f"epoch {step}/{self.planned_epochs} {shown} ({seconds:.1f} s)")

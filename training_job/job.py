@@ -1,0 +1,283 @@
+"""The training Job: prepare data, train YOLOv8n offline, log everything to one MLflow run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from training_job.metrics import SUMMARY_KEYS, per_class_ap50
+from visionops import offline
+from visionops.registry import MODEL_ARTIFACT_PATH, PER_CLASS_ARTIFACT, class_metric_key
+
+Say = Callable[[str], None]
+KIND_TAG = "visionops.io/kind"
+IDENTITY_TAGS = {"namespace": "visionops.io/namespace", "name": "visionops.io/name", "uid": "visionops.io/uid"}
+
+
+class JobError(RuntimeError):
+    """A failure with a message meant for the user (no traceback needed)."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything the job needs; the CLI fills it from flags, env and ``configs/training.yaml``."""
+
+    dataset: Path
+    workdir: Path
+    tracking_uri: str
+    experiment: str
+    model: str
+    epochs: int
+    batch: int
+    imgsz: int
+    lr0: float
+    patience: int
+    seed: int
+    device: str
+    workers: int
+    products: list[str] | None = None
+    identity: dict[str, str] = field(default_factory=dict)  # namespace / name / uid of the TrainingRun
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch", "imgsz"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.imgsz % 32:
+            raise ValueError(f"imgsz must be a multiple of 32 (the model stride), got {self.imgsz}")
+        if not 0 < self.lr0 < 1:
+            raise ValueError(f"lr0 must be in (0, 1), got {self.lr0}")
+        if self.patience < 0 or self.workers < 0:
+            raise ValueError(f"patience and workers must be >= 0, got {self.patience} and {self.workers}")
+        if not self.model.endswith(".yaml"):
+            raise ValueError(f"model must be an architecture .yaml (trained from scratch), got {self.model!r}")
+
+
+@dataclass
+class JobState:
+    """What a failure handler needs: the MLflow run once it exists."""
+
+    client: MlflowClient | None = None
+    run_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """Id of experiment ``name``, created when missing (safe against a concurrent creator)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage != "active":
+            raise JobError(f"MLflow experiment {name!r} is deleted; restore it or pick another --experiment")
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def prepare_dataset(opts: TrainOptions, say: Say) -> Any:
+    """Convert the VISION tree into a YOLO dataset under the workdir (an already prepared one is reused)."""
+    from visionops.data.prepare import PreparedDataset, is_prepared_dataset, prepare
+
+    source = opts.dataset
+    if not source.is_dir():
+        raise JobError(f"dataset {source} is not a directory (expected a VISION root: <Product>/train/...)")
+    if is_prepared_dataset(source):
+        say(f"dataset {source} is already prepared; using it as is")
+        return PreparedDataset.load(source)
+    say(f"preparing {source} (products: {', '.join(opts.products) if opts.products else 'all'})")
+    return prepare(source, opts.workdir / "data", opts.products, progress=say)
+
+
+def run_params(opts: TrainOptions, data: Any) -> dict[str, str]:
+    """Parameters logged on the run (strings, as MLflow stores them)."""
+    card = data.data_card
+    params = {
+        "model": opts.model, "epochs": opts.epochs, "batch": opts.batch, "imgsz": opts.imgsz,
+        "lr0": opts.lr0, "patience": opts.patience, "seed": opts.seed, "device": opts.device,
+        "products": ",".join(card.get("products", opts.products or [])), "nc": len(data.names),
+        "dataset": str(opts.dataset),
+        "train_images": card.get("splits", {}).get("train", {}).get("images"),
+        "val_images": card.get("splits", {}).get("val", {}).get("images"),
+    }
+    return {k: str(v)[:6000] for k, v in params.items() if v is not None}
+
+
+def connect(opts: TrainOptions, state: JobState, say: Say) -> str:
+    """Reach MLflow before any long work; return the experiment id (MLflow's own retries apply)."""
+    say(f"connecting to MLflow at {opts.tracking_uri} (experiment {opts.experiment!r})")
+    state.client = MlflowClient(tracking_uri=opts.tracking_uri)
+    try:
+        return experiment_id(state.client, opts.experiment)
+    except MlflowException as error:
+        raise JobError(f"MLflow at {opts.tracking_uri} failed: {error.message[:400]}") from error
+
+
+def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, say: Say) -> str:
+    client = state.client
+    assert client is not None
+    tags = {KIND_TAG: "training"}
+    tags.update({IDENTITY_TAGS[k]: v for k, v in opts.identity.items() if v})
+    run_name = opts.identity.get("name") or f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = client.create_run(exp_id, tags=tags, run_name=run_name)
+    state.run_id = run.info.run_id
+    params = run_params(opts, data)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    say(f"MLflow run {run.info.run_id} started")
+    return run.info.run_id
+
+
+def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, say: Say) -> tuple[Any, Any]:
+    """Train from scratch; return ``(trainer, epoch_logger)``."""
+    from ultralytics import YOLO
+
+    from training_job.epoch_logger import EpochLogger
+
+    model = YOLO(opts.model)
+    logger = EpochLogger(client, run_id, opts.epochs, say)
+    logger.register(model)
+    say(f"training {opts.model} from scratch: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch}, "
+        f"{len(data.names)} classes, device {opts.device}")
+    model.train(
+        data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
+        patience=opts.patience, seed=opts.seed, deterministic=True, device=opts.device, workers=opts.workers,
+        amp=False, plots=False, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
+        verbose=False,
+    )
+    trainer = model.trainer
+    if not Path(trainer.best).is_file():
+        raise JobError(f"training produced no {trainer.best}")
+    return trainer, logger
+
+
+def evaluate(opts: TrainOptions, data: Any, best: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Validate ``best`` on the val split; return summary metrics and AP50 by class name."""
+    from ultralytics import YOLO
+
+    m = YOLO(str(best)).val(
+        data=str(data.dataset_yaml), imgsz=opts.imgsz, batch=opts.batch, device=opts.device,
+        workers=opts.workers, plots=False, split="val", project=str(opts.workdir / "runs"), name="val",
+        exist_ok=True, verbose=False,
+    )
+    summary = dict(zip(SUMMARY_KEYS, (m.box.map50, m.box.map, m.box.mp, m.box.mr), strict=True))
+    per_class = per_class_ap50(list(m.box.ap50), list(m.box.ap_class_index), m.names)
+    return {k: float(v) for k, v in summary.items()}, per_class
+
+
+def export_onnx(opts: TrainOptions, best: Path) -> Path:
+    from ultralytics import YOLO
+
+    out = Path(YOLO(str(best)).export(format="onnx", imgsz=opts.imgsz, device="cpu", simplify=True,
+                                      verbose=False))
+    if not out.is_file():
+        raise JobError(f"ONNX export wrote no file at {out}")
+    return out
+
+
+def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path) -> Path:
+    """Assemble the ``model/`` artifact folder (the layout the registry and predictor rely on)."""
+    out = opts.workdir / MODEL_ARTIFACT_PATH
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copyfile(best, out / "best.pt")
+    shutil.copyfile(onnx, out / "best.onnx")
+    shutil.copyfile(data.class_map_path, out / "class_map.json")
+    shutil.copyfile(data.data_card_path, out / "data_card.json")
+    return out
+
+
+class Phases:
+    """Wall seconds per phase of the job (reported in the result as ``phase_seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._name: str | None = None
+        self._start = time.monotonic()
+
+    def __call__(self, name: str | None) -> None:
+        now = time.monotonic()
+        if self._name is not None:
+            self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + now - self._start, 3)
+        self._name, self._start = name, now
+
+
+def log_final(client: MlflowClient, run_id: str, step: int, summary: dict[str, float],
+              per_class: dict[str, float], completed: int) -> None:
+    """Final metrics at the last epoch's step (so they are the run's latest values) + per-class JSON."""
+    now = int(time.time() * 1000)
+    finals = {**summary, **{class_metric_key(name): ap for name, ap in per_class.items()}}
+    client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in finals.items()],
+                     tags=[RunTag("visionops.io/epochs-completed", str(completed))])
+    client.log_dict(run_id, per_class, PER_CLASS_ARTIFACT)
+
+
+def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
+    """The whole job; returns the result dict. ``state`` tracks the run for the failure path."""
+    opts.validate()
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    phase = Phases()
+    phase("setup")
+    offline.configure()
+    exp_id = connect(opts, state, say)
+    phase("prepare")
+    data = prepare_dataset(opts, say)
+    phase("setup")
+    run_id = start_run(opts, state, exp_id, data, say)
+    client = state.client
+    assert client is not None
+    phase("train")
+    trainer, logger = train(opts, data, client, run_id, say)
+    best = Path(trainer.best)
+    phase("validate")
+    say(f"validating {best}")
+    summary, per_class = evaluate(opts, data, best)
+    phase("upload")
+    log_final(client, run_id, max(logger.completed, 1), summary, per_class, logger.completed)
+    phase("export")
+    say("exporting ONNX")
+    onnx = export_onnx(opts, best)
+    phase("upload")
+    folder = model_dir(opts, data, best, onnx)
+    say(f"uploading {folder} to the run's artifacts")
+    client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_PATH)
+    csv = Path(trainer.csv)
+    if csv.is_file():
+        client.log_artifact(run_id, str(csv))
+    client.set_terminated(run_id, "FINISHED")
+    run = client.get_run(run_id)
+    phase(None)
+    seconds = logger.epoch_seconds
+    return {
+        "run_id": run_id,
+        "experiment_id": run.info.experiment_id,
+        "artifact_uri": run.info.artifact_uri,
+        "model_uri": f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}",
+        "metrics": summary,
+        "per_class_ap50": per_class,
+        "epochs_completed": logger.completed,
+        "seconds_per_epoch": round(sum(seconds) / len(seconds), 3) if seconds else None,
+        "phase_seconds": phase.seconds,
+        "duration_s": round(time.monotonic() - state.started, 3),
+    }
+
+
+def mark_failed(state: JobState) -> None:
+    """Best effort: mark the run FAILED so MLflow does not show it RUNNING forever."""
+    if state.client is not None and state.run_id is not None:
+        with contextlib.suppress(Exception):  # the original error is what the user must see
+            state.client.set_terminated(state.run_id, "FAILED")
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    return json.dumps({k: result[k] for k in ("run_id", "metrics", "epochs_completed", "duration_s")})
