@@ -44,6 +44,11 @@ def child_name(owner: str, suffix: str) -> str:
     return f"{owner[:keep].rstrip('-.')}-{digest}-{suffix}"
 
 
+def drift_check_selector(name: str) -> str:
+    """Label selector of the check Jobs of one DriftCheck."""
+    return f"{LABEL_DRIFT_CHECK}={name},{LABEL_COMPONENT}=drift-check"
+
+
 def _security_context() -> dict[str, Any]:
     return {
         "runAsNonRoot": True,

@@ -37,7 +37,8 @@ def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, meta
         kube.ensure_cronjob(namespace, cronjob)
     patch.status["observedGeneration"] = meta.get("generation")
     patch.status["lastJobName"] = job["metadata"]["name"]
-    if not body.get("status", {}).get("phase"):
+    recorded = {h.get("jobName") for h in body.get("status", {}).get("history") or []}
+    if job["metadata"]["name"] not in recorded:
         patch.status["phase"] = c.RUNNING
 
 
@@ -57,7 +58,8 @@ def collect_results(body: kopf.Body, spec: Mapping[str, Any], status: Mapping[st
     """Record every finished check Job once, in completion order, and react to drift."""
     history = list(status.get("history") or [])
     seen = {h.get("jobName") for h in history}
-    jobs = kube.list_jobs(namespace, f"{builders.LABEL_DRIFT_CHECK}={name}")
+    # the component label matters: kopf.adopt copies owner labels, so a retraining Job carries ours too
+    jobs = kube.list_jobs(namespace, builders.drift_check_selector(name))
     finished = []
     for job in jobs:
         if job["metadata"]["name"] in seen:

@@ -11,6 +11,8 @@ from k8s import condition, create, custom, get, jobs, wait_until
 
 from visionops.data.drift_batch import simulate
 
+CHECK_JOBS = "visionops.io/drift-check=bright,app.kubernetes.io/component=drift-check"
+
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow, pytest.mark.slow]
 
 
@@ -37,7 +39,7 @@ def drift_spec(cooldown: int = 3600) -> dict:
 
 
 def run_check_pod(pod_runner, name: str) -> None:
-    pod = pod_runner.wait_for_pod(f"visionops.io/drift-check={name}")
+    pod = pod_runner.wait_for_pod(f"visionops.io/drift-check={name},app.kubernetes.io/component=drift-check")
     proc = pod_runner.run(pod)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -63,7 +65,7 @@ def test_drift_triggers_exactly_one_retraining(run_operator, pod_runner, volume,
         # a second check (new generation) drifts again while the retraining is still running
         custom().patch_namespaced_custom_object("visionops.io", "v1alpha1", ns, "driftchecks", "bright",
                                                 {"spec": {"thresholds": {"minCurrentSamples": 5}}})
-        wait_until(lambda: len(jobs(ns, "visionops.io/drift-check=bright")) == 2, 30, what="second check Job")
+        wait_until(lambda: len(jobs(ns, CHECK_JOBS)) == 2, 90, what="second check Job")
         run_check_pod(pod_runner, "bright")
         again = wait_until(lambda: len((o := get(ns, "driftchecks", "bright"))["status"]["history"]) == 2 and o,
                            90, what="the second check in status")
