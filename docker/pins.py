@@ -22,7 +22,9 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 # float (numpy, pandas, protobuf) are listed so that pip resolves them to the tested pins.
 IMAGES: dict[str, tuple[str, ...]] = {
     # Control plane: kopf + the Kubernetes client + MLflow (the full package also runs `mlflow server`).
-    "operator": ("kopf", "kubernetes", "mlflow", "pyyaml", "requests", "numpy", "pandas", "protobuf"),
+    "operator": (
+        "kopf", "kubernetes", "mlflow", "pyyaml", "requests", "numpy", "pandas", "protobuf", "prometheus-client",
+    ),
     # Training and drift Jobs: everything but the operator framework and the KServe server.
     "job": (
         "torch", "torchvision", "ultralytics", "mlflow", "evidently", "pandas", "numpy", "protobuf", "psutil",

@@ -50,6 +50,6 @@ def configure(config_dir: str | os.PathLike[str] | None = None) -> Path:
         from ultralytics import settings
 
         settings.update({"sync": False, "mlflow": False, "wandb": False, "tensorboard": False})
-    except Exception:  # noqa: BLE001 - settings are best effort; env vars already applied
+    except Exception:
         pass
     return base

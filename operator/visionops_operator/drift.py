@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, builders, kube
+from . import GROUP, VERSION, builders, kube, metrics
 from . import conditions as c
 from .jobs import ACTIVE, FAILED, failure_reason, job_outcome, latest_pod, pod_result
 from .settings import current as current_settings
@@ -84,6 +84,8 @@ def collect_results(body: kopf.Body, spec: Mapping[str, Any], status: Mapping[st
         else:
             result = pod_result(pod) or {}
             entry.update(_record_result(view, result))
+            metrics.DRIFT_SHARE.labels(namespace, name).set(view["driftShare"])
+            metrics.DRIFT_DETECTED.labels(namespace, name).set(1 if view["driftDetected"] else 0)
             drift = bool(result.get("drift_detected"))
             skipped = result.get("status") == "skipped"
             conditions = c.set_condition(
@@ -155,5 +157,6 @@ def _maybe_retrain(body: kopf.Body, spec: Mapping[str, Any], view: dict[str, Any
     run_name = run["metadata"]["name"]
     view.update(triggeredTrainingRun=run_name, lastRetrainTime=c.now_iso())
     if created:
+        metrics.RETRAININGS.labels(namespace, name).inc()
         kopf.info(body, reason="RetrainingStarted", message=f"created TrainingRun {run_name}")
     return run_name

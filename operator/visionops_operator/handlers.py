@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, drift, training  # noqa: F401 - importing registers the handlers
+from . import GROUP, drift, metrics, training  # noqa: F401 - importing registers the handlers
 from .settings import current as current_settings
 
 
@@ -26,7 +26,9 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     # Fail MLflow calls fast: the handlers retry with their own backoff (TemporaryError).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    logger.info(f"visionops operator configuration: {current_settings().public()}")
+    config = current_settings()
+    metrics.serve(config.metrics_port)
+    logger.info(f"visionops operator configuration: {config.public()}")
 
 
 @kopf.on.login()

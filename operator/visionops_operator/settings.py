@@ -33,6 +33,8 @@ class OperatorSettings:
     """How often a running TrainingRun or DriftCheck is reconciled."""
     progress_seconds: float = field(default_factory=lambda: _env_float("VISIONOPS_PROGRESS_SECONDS", 15.0))
     """Least time between two reads of a run's epoch progress from MLflow."""
+    metrics_port: int = field(default_factory=lambda: int(os.environ.get("VISIONOPS_METRICS_PORT", "8081") or 0))
+    """Port of the operator's Prometheus /metrics (0 disables it)."""
     mlflow_retry_seconds: float = field(default_factory=lambda: _env_float("VISIONOPS_MLFLOW_RETRY_SECONDS", 10.0))
     """First delay before retrying an MLflow call that failed (doubles up to 5 minutes)."""
 

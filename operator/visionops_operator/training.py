@@ -11,7 +11,7 @@ import kopf
 from visionops import registry
 from visionops.config import load as load_config
 
-from . import GROUP, VERSION, builders, kube, tracking
+from . import GROUP, VERSION, builders, kube, metrics, tracking
 from . import conditions as c
 from .jobs import ACTIVE, FAILED, SUCCEEDED, failure_reason, job_outcome, latest_pod, pod_result
 from .settings import current as current_settings
@@ -105,6 +105,7 @@ def reconcile_training(body: kopf.Body, spec: Mapping[str, Any], status: Mapping
 
 
 def _fail(body: kopf.Body, writer: StatusWriter, reason: str, message: str) -> None:
+    metrics.TRAINING_RUNS.labels(body.get("metadata", {}).get("namespace", ""), c.FAILED).inc()
     writer.set(phase=c.FAILED, message=message, completionTime=c.now_iso())
     writer.condition(c.TRAINED, False, reason, message)
     kopf.warn(body, reason=reason, message=message)
@@ -185,6 +186,7 @@ def _finish(body: kopf.Body, spec: Mapping[str, Any], writer: StatusWriter, name
             writer.condition(c.PROMOTED, False, c.AWAITING_MANUAL, writer.view["promotion"]["reason"])
         else:
             _gate_and_promote(body, spec, writer, namespace, model_name, logger)
+    metrics.TRAINING_RUNS.labels(namespace, c.SUCCEEDED).inc()
     writer.set(phase=c.SUCCEEDED, completionTime=status.get("completionTime") or c.now_iso())
 
 
@@ -200,6 +202,7 @@ def _gate_and_promote(body: kopf.Body, spec: Mapping[str, Any], writer: StatusWr
         )
     except Exception as exc:
         raise _retry_mlflow(writer, "evaluating the promotion gate", exc) from exc
+    metrics.PROMOTIONS.labels(namespace, "Promoted" if decision.promote else "Rejected").inc()
     if not decision.promote:
         writer.set(promotion={"decision": "Rejected", "reason": decision.reason})
         writer.condition(c.PROMOTED, False, c.GATE_REJECTED, decision.reason)

@@ -270,7 +270,7 @@ def test_image_requirements_come_from_pyproject_and_operator_has_no_torch() -> N
     # Every third-party module the operator (and the visionops modules it imports) needs is in its image.
     modules = local_closure(sorted((REPO / "operator" / "visionops_operator").glob("*.py")))
     imported = third_party_imports(modules) - set(sys.stdlib_module_names) - {"visionops", "visionops_operator"}
-    import_to_dist = {"yaml": "pyyaml"}
+    import_to_dist = {"yaml": "pyyaml", "prometheus_client": "prometheus-client"}
     missing = {name for name in imported if import_to_dist.get(name, name) not in operator}
     assert not missing, f"the operator imports {missing}, which docker/pins.py does not install in its image"
 

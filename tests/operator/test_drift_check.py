@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from k8s import condition, create, custom, get, jobs, wait_until
+from prometheus_client import REGISTRY
 
 from visionops.data.drift_batch import simulate
 
@@ -70,6 +71,9 @@ def test_drift_triggers_exactly_one_retraining(run_operator, pod_runner, volume,
         again = wait_until(lambda: len((o := get(ns, "driftchecks", "bright"))["status"]["history"]) == 2 and o,
                            90, what="the second check in status")
     assert again["status"]["driftDetected"] is True
+    labels = {"resource_namespace": ns, "drift_check": "bright"}
+    assert REGISTRY.get_sample_value("visionops_drift_share", labels) == again["status"]["driftShare"]
+    assert REGISTRY.get_sample_value("visionops_retrainings_total", labels) == 1
     runs = custom().list_namespaced_custom_object("visionops.io", "v1alpha1", ns, "trainingruns")["items"]
     assert [r["metadata"]["name"] for r in runs] == [first]
     assert "triggeredTrainingRun" not in again["status"]["history"][-1]
