@@ -78,6 +78,17 @@ def _cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from visionops.data.samples import sample_grid
+
+    shown = sample_grid(args.dataset, args.out, split=args.split, classes=args.classes or (), count=args.count,
+                        seed=args.seed, tile=args.tile)
+    _progress(f"{len(shown['images'])} of {shown['candidates']} {shown['split']} images, {shown['objects']} objects "
+              f"({', '.join(shown['classes']) or 'no objects'}) drawn into {shown['out']}")
+    print(shown["out"])
+    return 0
+
+
 def _cmd_drift_batch(args: argparse.Namespace) -> int:
     if args.severity < 0:
         raise UsageError(f"--severity must be >= 0, got {args.severity}")
@@ -94,13 +105,14 @@ def _cmd_drift_batch(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``visionops data`` parser; drift-batch defaults come from ``configs/drift.yaml``."""
-    from visionops.data import synth
+    from visionops.data import samples, synth
 
     parser = _Parser(
         prog="visionops data",
         description="Prepare VISION data, generate a synthetic tree, show a data card, simulate drift.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{prepare,synth,card,drift-batch}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{prepare,synth,card,samples,drift-batch}",
+                                parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("prepare", help="convert a VISION tree (COCO) into a YOLO dataset")
@@ -127,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", required=True, help="prepared dataset folder")
     c.add_argument("--json", action="store_true", help="print the raw data_card.json")
     c.set_defaults(handler=_cmd_card)
+
+    g = sub.add_parser("samples", help="draw a grid of annotated images (GT boxes, one colour per class)")
+    g.add_argument("--dataset", required=True, help="prepared dataset folder")
+    g.add_argument("--out", required=True, help="PNG file to write")
+    g.add_argument("--split", choices=("train", "val"), default="val", help="split to sample (default: val)")
+    g.add_argument("--class", dest="classes", action="append", metavar="NAME",
+                   help="keep images holding this class (product/class or bare class name; repeatable)")
+    g.add_argument("--count", type=_int_at_least(1), default=samples.DEFAULT_COUNT,
+                   help=f"images in the grid (default: {samples.DEFAULT_COUNT})")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the sample (default: 0)")
+    g.add_argument("--tile", type=_int_at_least(32), default=samples.DEFAULT_TILE,
+                   help=f"tile side in pixels (default: {samples.DEFAULT_TILE})")
+    g.set_defaults(handler=_cmd_samples)
 
     sim = config.load("drift").get("simulation", {})
     d = sub.add_parser("drift-batch", help="write a drifted batch of images (brightness, noise, blur, mixed)")
