@@ -27,8 +27,17 @@ lint: venv
 k8s-binaries:
 	hack/build-k8s.sh
 
-cluster-up: k8s-binaries
-	hack/cluster.sh up
+# NODE=1: also a node that runs pods (root; `make node-deps` first). One build-k8s.sh call, so that a cold
+# build compiles the Kubernetes commands in one `go build`.
+cluster-up:
+	hack/build-k8s.sh $(if $(filter 1,$(NODE)),--node)
+	hack/cluster.sh up $(if $(filter 1,$(NODE)),--node)
 
 cluster-down:
 	hack/cluster.sh down
+
+.PHONY: node-deps
+
+# Debian packages of the node and the image builds (root; idempotent).
+node-deps:
+	hack/node-deps.sh

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Build a pinned local Kubernetes toolchain from the Go module proxy (no container registry needed):
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, plus the KServe CRDs.
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, plus the KServe CRDs;
+# with --node also what a local node runs: kubelet, kube-proxy, CoreDNS, crictl and the node's two
+# static images (pause, probe; hack/node/).
 #
 # Everything lands in ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/k8s-<K8S_VERSION>/ (outside the repo);
 # what is already built is skipped, so a warm run takes about a second.
 #
 # Usage:
 #   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
+#   hack/build-k8s.sh --node               the same plus the node binaries and images (hack/cluster.sh up --node)
 #   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
 #   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
 #   hack/build-k8s.sh --versions           print the pinned versions
@@ -17,14 +20,20 @@ K8S_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules k8s.io/* pinne
 ETCD_VERSION=v3.6.16         # go.etcd.io/etcd/server/v3 (etcdmain)
 HELM_VERSION=v3.19.5         # helm.sh/helm/v3
 KSERVE_VERSION=v0.20.0       # github.com/kserve/kserve (config/crd/{full,minimal}); newest the proxy serves
+COREDNS_VERSION=v1.14.7      # github.com/coredns/coredns (v1.15 needs Go 1.26)
+CRICTL_VERSION=v1.34.0       # sigs.k8s.io/cri-tools/cmd/crictl (matches the kubelet's CRI)
 # ------------------------------------------------------------------------------------------------
 
 CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
 ROOT=$CACHE/k8s-$K8S_VERSION
 BIN=$ROOT/bin
 SRC=$ROOT/src
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+NODE_K8S_CMDS=(kubelet kube-proxy)
 NICE=(nice -n 10)
+NODE_IMAGE_REPO=visionops.local   # the node's static images: $NODE_IMAGE_REPO/{pause,probe}:$NODE_IMAGE_TAG
+NODE_IMAGE_TAG=0.1.0
 
 log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -56,7 +65,7 @@ stamp() { printf '%s\n' "$2" >"$BIN/.$1.version"; }
 build_k8s() {
   local missing=() c
   for c in "${K8S_CMDS[@]}"; do is_current "$c" "$K8S_VERSION" || missing+=("$c"); done
-  if ((${#missing[@]} == 0)); then log "kubernetes $K8S_VERSION: cached"; return; fi
+  if ((${#missing[@]} == 0)); then log "kubernetes $K8S_VERSION: cached (${K8S_CMDS[*]})"; return; fi
   log "kubernetes $K8S_VERSION: building ${missing[*]} (cold: ~15-30 min on 2 cores)"
 
   # Wrapper module: k8s.io/kubernetes's own go.mod replaces every k8s.io/* staging module with a
@@ -77,9 +86,18 @@ build_k8s() {
       echo ")"
     } >"$mod/go.mod"
     grep -q 'k8s.io/client-go => ' "$mod/go.mod" || die "no staging replaces found in $gomod"
-    local pkgs=()
-    for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
-    (cd "$mod" && go get "${pkgs[@]}") || die "resolving $K8S_VERSION modules failed"
+    rm -f "$mod/.resolved"
+  elif [[ ! -f $mod/.resolved ]]; then
+    # A wrapper from before .resolved existed was resolved for the control-plane commands.
+    printf '%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl >"$mod/.resolved"
+  fi
+  # `go get` each command once (the node commands need modules the control plane does not).
+  local unresolved=() pkgs=()
+  for c in "${missing[@]}"; do grep -qx "$c" "$mod/.resolved" 2>/dev/null || unresolved+=("$c"); done
+  if ((${#unresolved[@]})); then
+    for c in "${unresolved[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
+    (cd "$mod" && go get "${pkgs[@]}") || die "resolving $K8S_VERSION modules for ${unresolved[*]} failed"
+    printf '%s\n' "${unresolved[@]}" >>"$mod/.resolved"
   fi
 
   local v=${K8S_VERSION#v} ldflags="-s -w" key val pkg
@@ -127,27 +145,62 @@ EOF
 }
 
 build_helm() {
-  if is_current helm "$HELM_VERSION"; then log "helm $HELM_VERSION: cached"; return; fi
-  log "helm $HELM_VERSION: building"
-  local out=$ROOT/.tmp-helm
+  go_install helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
+# go_install NAME VERSION PKG@VERSION [LDFLAGS]: `go install` one upstream command into $BIN.
+go_install() {
+  local name=$1 version=$2 pkg=$3 ldflags="-s -w ${4:-}"
+  if is_current "$name" "$version"; then log "$name $version: cached"; return; fi
+  log "$name $version: building"
+  local out=$ROOT/.tmp-$name
   rm -rf "$out" && mkdir -p "$out"
-  (cd "${TMPDIR:-/tmp}" && GOBIN=$out "${NICE[@]}" go install -trimpath \
-      -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") || die "go install helm $HELM_VERSION failed"
-  mv -f "$out/helm" "$BIN/helm" && stamp helm "$HELM_VERSION"
+  (cd "${TMPDIR:-/tmp}" && GOBIN=$out "${NICE[@]}" go install -trimpath -ldflags="$ldflags" "$pkg") \
+    || die "go install $pkg failed"
+  mv -f "$out/$name" "$BIN/$name" && stamp "$name" "$version"
   rm -rf "$out"
 }
 
+# The node's own static images (hack/node/images: pause, probe), stamped with a hash of their sources.
+build_node_images() {
+  local src=$HERE/node/images hash name out=$ROOT/.tmp-node-images
+  hash=$(cd "$src" && find . -type f -not -name '*.tar' | LC_ALL=C sort | xargs sha256sum \
+           | cat - "$HERE/node/static-image.sh" | sha256sum | cut -c1-16)
+  if is_current pause "$hash" && is_current probe "$hash" && [[ -f $ROOT/images/pause.tar && -f $ROOT/images/probe.tar ]]; then
+    log "node images (pause, probe): cached"; return
+  fi
+  log "node images (pause, probe): building static binaries"
+  rm -rf "$out" && mkdir -p "$out" "$ROOT/images"
+  (cd "$src" && CGO_ENABLED=0 "${NICE[@]}" go build -trimpath -ldflags="-s -w" -o "$out/" ./pause ./probe) \
+    || die "go build of the node images' binaries failed"
+  for name in pause probe; do
+    "$HERE/node/static-image.sh" "$out/$name.tar" "$NODE_IMAGE_REPO/$name:$NODE_IMAGE_TAG" "$out/$name"
+    mv -f "$out/$name.tar" "$ROOT/images/$name.tar"
+    mv -f "$out/$name" "$BIN/$name" && stamp "$name" "$hash"
+  done
+  rm -rf "$out"
+}
+
+build_node() {
+  go_install coredns "$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
+  go_install crictl "$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+  build_node_images
+}
+
 main() {
+  local node=0
   case "${1:-}" in
+    --node) node=1; K8S_CMDS+=("${NODE_K8S_CMDS[@]}") ;;
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
-      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\n' \
-        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION"
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\n' \
+        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION"
       return ;;
     "") ;;
-    *) die "unknown argument '$1' (expected none, --print-bin-dir, --print-kserve-crds or --versions)" ;;
+    *) die "unknown argument '$1' (expected none, --node, --print-bin-dir, --print-kserve-crds or --versions)" ;;
   esac
   need_go
   mkdir -p "$BIN" "$SRC"
@@ -160,6 +213,7 @@ main() {
   build_k8s
   build_etcd
   build_helm
+  ((node)) && build_node
   crds=$(kserve_crd_dir)
   printf '%s\n' "$crds" >"$ROOT/kserve-crds-path"
   log "kserve $KSERVE_VERSION CRDs: $crds"

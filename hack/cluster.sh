@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager
-# (+ kube-scheduler on request), with generated certificates, RBAC enforced, state outside the repo.
+# (+ kube-scheduler on request), with generated certificates, RBAC enforced, state outside the repo;
+# with --node also a real node that runs pods: containerd + kubelet + kube-proxy + CoreDNS (hack/node/).
 #
 # Usage:
 #   hack/cluster.sh up       start (or reuse) the cluster; last stdout line: the admin kubeconfig path
+#   hack/cluster.sh up --node   the same with a node (needs root, hack/node-deps.sh, build-k8s.sh --node)
 #   hack/cluster.sh down     stop every process of this cluster; `down --purge` also deletes its state
 #   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (use: eval "$(hack/cluster.sh env)")
 #   hack/cluster.sh status   show each component and /readyz; exit 1 unless the cluster is up
@@ -18,7 +20,9 @@
 #   ADVERTISE_ADDRESS       address in the `kubernetes` Service's endpoints (default: this host's
 #                           primary IPv4; the apiserver refuses a loopback one there)
 #   UP_TIMEOUT              seconds to wait for readiness (default 90)
-#   NODE=1                  reserved for a later kubelet + containerd node (not implemented yet)
+#   NODE=1                  same as `up --node`. A cluster started with a node keeps it: a later `up`
+#                           restarts the node too (`down --purge` forgets it)
+#   NODE_NAME               the node's name (default visionops-node)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,10 +35,11 @@ KUBECONFIG_PATH=$STATE/admin.kubeconfig
 PORTS_FILE=$STATE/ports.env
 SERVICE_CIDR=${SERVICE_CIDR:-10.0.0.0/24}
 SERVICE_IP=${SERVICE_IP:-10.0.0.1}       # first address of SERVICE_CIDR: the `kubernetes` Service
-BIND_ADDRESS=127.0.0.1                    # a later node needs 0.0.0.0 here
+BIND_ADDRESS=127.0.0.1                    # controller-manager, scheduler (health and metrics only)
+APISERVER_BIND_ADDRESS=127.0.0.1          # 0.0.0.0 with a node: its components come through a veth
 UP_TIMEOUT=${UP_TIMEOUT:-90}
-# Stop order for `down`: node components first (once they exist), etcd last.
-STOP_ORDER=(kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd)
+# Stop order for `down`: the node first (stop_node), then the control plane, etcd last.
+STOP_ORDER=(kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -176,11 +181,14 @@ alive() {
 }
 
 # start NAME ARGS...: run $BIN/NAME in its own session (process group); its pid is the group id.
-start() {
+start() { local name=$1; shift; start_exe "$name" "$BIN/$name" "$@"; }
+
+# start_exe NAME COMMAND...: the same for any command that ends up exec-ing NAME (nsenter does).
+start_exe() {
   local name=$1; shift
   log "starting $name (log: $LOGS/$name.log)"
-  # fd 9 (the state lock) must not leak into the long-running process.
-  setsid "$BIN/$name" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
+  # fds 8 and 9 (the locks) must not leak into the long-running process.
+  setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- 9>&- &
   printf '%s\n' "$!" >"$RUN/$name.pid"
 }
 
@@ -239,7 +247,7 @@ start_etcd() {
 
 start_apiserver() {
   start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address="$BIND_ADDRESS" --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_ADDRESS" \
+    --bind-address="$APISERVER_BIND_ADDRESS" --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_ADDRESS" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -248,6 +256,7 @@ start_apiserver() {
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
@@ -277,35 +286,46 @@ start_scheduler() {
   wait_for kube-scheduler "kube-scheduler /healthz" insecure_ok "$SCHEDULER_PORT" /healthz
 }
 
-# Hook for the planned node (containerd + kubelet with a client cert from $PKI, BIND_ADDRESS=0.0.0.0);
-# cmd_up refuses NODE=1 until it exists, and `down` already stops kubelet/containerd pid files.
-start_node() {
-  die "start_node: no node support yet"
-}
+# The node: start_node, stop_node, node_status, node_alive (network namespace, containerd, kubelet, ...).
+# shellcheck source=hack/node/node.sh
+source "$HERE/node/node.sh"
 
 # ---- commands ------------------------------------------------------------------------------------
 running() { alive etcd && alive kube-apiserver && load_ports && https_ok "$APISERVER_PORT" /readyz; }
 
 cmd_up() {
   local scheduler=${VISIONOPS_SCHEDULER:-0} node=${NODE:-0}
+  [[ $node == 1 || $node == 0 ]] || die "NODE must be 0 or 1, got '$node'"
   while (($#)); do
     case $1 in
       --scheduler) scheduler=1 ;;
-      *) die "unknown option '$1' for up (expected --scheduler)" ;;
+      --node) node=1 ;;
+      *) die "unknown option '$1' for up (expected --scheduler or --node)" ;;
     esac
     shift
   done
-  ((node == 0)) || die "NODE=1 is not implemented yet: this cluster has a control plane only (Pods stay Pending)"
   BIN=$(bin_dir)
   mkdir -p "$STATE" "$RUN" "$LOGS"
   exec 9>"$STATE/.lock"
   flock 9
-  local start_time=$SECONDS
+  local start_time=$SECONDS had_node=0
+  [[ -f $NODE_ENV ]] && had_node=1
   if running; then
     log "already running (state: $STATE)"
-    if ((scheduler)) && ! alive kube-scheduler; then start_scheduler; fi
+    if ((scheduler || had_node)) && ! alive kube-scheduler; then start_scheduler; fi
+    if ((node && !had_node)); then
+      die "this cluster runs without a node (its apiserver listens on loopback only): run '$0 down', then '$0 up --node'"
+    fi
+    if ((had_node)) && ! node_alive; then
+      log "node components are not all running: restarting the node"
+      ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-$(advertise_address)}
+      stop_node
+      start_node
+    fi
   else
     stop_all  # leftovers of a crashed or half-started run
+    ((had_node)) && node=1
+    ((node)) && APISERVER_BIND_ADDRESS=0.0.0.0
     ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-$(advertise_address)}
     ensure_pki
     choose_ports
@@ -327,6 +347,7 @@ cmd_up() {
 
 stop_all() {
   local name
+  stop_node
   for name in "${STOP_ORDER[@]}"; do stop "$name"; done
   for name in "$RUN"/*.pid; do [[ -e $name ]] && stop "$(basename "$name" .pid)"; done
   return 0
@@ -340,8 +361,16 @@ cmd_down() {
   mkdir -p "$RUN"
   exec 9>"$STATE/.lock"
   flock 9
+  BIN=${VISIONOPS_K8S_BIN:-$("$HERE/build-k8s.sh" --print-bin-dir)}  # crictl, to stop the node's pods
   stop_all
-  if ((purge)); then rm -rf "$STATE" && log "deleted $STATE"; else log "stopped (state kept in $STATE)"; fi
+  if ((purge)); then
+    if awk -v p="$STATE/" 'index($5, p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+      die "mounts remain under $STATE; not deleting it"
+    fi
+    rm -rf --one-file-system "$STATE" && log "deleted $STATE"
+  else
+    log "stopped (state kept in $STATE)"
+  fi
 }
 
 cmd_env() {
@@ -355,6 +384,8 @@ cmd_status() {
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
+  BIN=${VISIONOPS_K8S_BIN:-$("$HERE/build-k8s.sh" --print-bin-dir)}
+  node_status
   if load_ports && https_ok "$APISERVER_PORT" /readyz; then
     echo "readyz: ok (https://127.0.0.1:$APISERVER_PORT)"; echo "kubeconfig: $KUBECONFIG_PATH"
   else
@@ -371,7 +402,7 @@ main() {
     down) cmd_down "$@" ;;
     env) cmd_env ;;
     status) cmd_status ;;
-    *) die "usage: $0 up [--scheduler] | down [--purge] | env | status (got '${cmd}')" ;;
+    *) die "usage: $0 up [--scheduler] [--node] | down [--purge] | env | status (got '${cmd}')" ;;
   esac
 }
 

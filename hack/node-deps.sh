@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install the Debian packages the local node (hack/cluster.sh up --node) and the local image builds
+# (hack/images.sh) need. Needs root (apt-get). Idempotent: packages already installed are skipped, and
+# nothing is started (no daemon is left running by the install; the scripts start their own).
+#
+# Usage:
+#   hack/node-deps.sh            node + image-build packages
+#   hack/node-deps.sh node       containerd, runc, CNI plugins, iptables, conntrack
+#   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder)
+set -euo pipefail
+
+NODE_PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux openssl curl)
+IMAGE_PKGS=(debootstrap docker.io)
+
+log() { printf '[node-deps] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }
+
+main() {
+  local pkgs=() missing=() p
+  case "${1:-all}" in
+    all) pkgs=("${NODE_PKGS[@]}" "${IMAGE_PKGS[@]}") ;;
+    node) pkgs=("${NODE_PKGS[@]}") ;;
+    images) pkgs=("${IMAGE_PKGS[@]}") ;;
+    *) die "unknown argument '$1' (expected all, node or images)" ;;
+  esac
+  for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+  if ((${#missing[@]} == 0)); then log "all present: ${pkgs[*]}"; return; fi
+  ((EUID == 0)) || die "installing ${missing[*]} needs root (apt-get); run: sudo $0 ${1:-}"
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} with your distribution's tools"
+  # No init system starts daemons here, but docker.io's postinst would try its sysv script: forbid
+  # service starts during the install (policy-rc.d exit 101), and only if no policy is in place already.
+  local policy=/usr/sbin/policy-rc.d ours=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
+  fi
+  # shellcheck disable=SC2064  # expand now: remove exactly the file made here
+  ((ours)) && trap "rm -f '$policy'" EXIT
+  log "installing ${missing[*]}"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
+    log "apt-get install failed; refreshing the package lists once"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+  for p in "${missing[@]}"; do installed "$p" || die "$p is still not installed"; done
+  log "installed ${missing[*]}"
+}
+
+main "$@"

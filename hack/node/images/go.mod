@@ -1,0 +1,3 @@
+module visionops.local/node-images
+
+go 1.24
