@@ -117,7 +117,8 @@ def feature_table(paths: Iterable[Path], max_side: int | None = None) -> pd.Data
     for path in paths:
         try:
             feats = image_features(load_rgb(Path(path), max_side))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        # ImportError: once ultralytics is imported it patches Image.open to try the optional pi_heif plugin
+        except (OSError, ValueError, ImportError, Image.DecompressionBombError) as exc:
             log.warning("skipping unreadable image %s: %s", path, exc)
             skipped.append(str(path))
             continue

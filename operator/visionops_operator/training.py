@@ -156,10 +156,10 @@ def _finish(body: kopf.Body, spec: Mapping[str, Any], writer: StatusWriter, name
         if not result or not result.get("run_id"):
             _fail(body, writer, c.RESULT_MISSING, "the Job succeeded but left no result and no MLflow run")
             return
-        metrics = result.get("metrics") or {}
+        scores = result.get("metrics") or {}
         writer.set(mlflowRunId=result["run_id"],
-                   metrics={k: float(metrics[k]) for k in ("map50", "map50_95", "precision", "recall")
-                            if k in metrics},
+                   metrics={k: float(scores[k]) for k in ("map50", "map50_95", "precision", "recall")
+                            if k in scores},
                    perClassAP50={k: float(v) for k, v in (result.get("per_class_ap50") or {}).items()})
         epochs = result.get("epochs_completed")
         if epochs is not None:

@@ -360,6 +360,7 @@ def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
         "VISIONOPS_POLL_SECONDS": "5",
         "VISIONOPS_PROGRESS_SECONDS": "15",
         "VISIONOPS_MLFLOW_RETRY_SECONDS": "10",
+        "VISIONOPS_METRICS_PORT": "8081",
         "VISIONOPS_WATCH_NAMESPACES": "visionops",
     }
     job_sa = find(docs, "ServiceAccount", "visionops-job")

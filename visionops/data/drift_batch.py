@@ -110,7 +110,7 @@ def simulate(
             try:
                 with Image.open(path) as original:
                     img = original.convert(original.mode if original.mode in ("L", "RGB") else "RGB")
-            except OSError as exc:
+            except (OSError, ImportError) as exc:  # ImportError: ultralytics' Image.open patch (pi_heif)
                 raise DataError(f"cannot read image {path}: {exc}") from exc
             for step in steps:
                 img = perturb(img, step, severity, rng)
