@@ -92,6 +92,25 @@ def _identity_env(kind: str, name: str, namespace: str, uid: str, settings: Oper
     return env
 
 
+def _job_container(name: str, module: str, args: list[str], owner: Mapping[str, Any], kind: str,
+                   settings: OperatorSettings, resources: dict[str, Any], mounts: list[dict]) -> dict[str, Any]:
+    """The hardened container of a data-plane Job: ``python -m <module> <args>``, result in the termination log."""
+    meta = owner["metadata"]
+    return {
+        "name": name,
+        "image": (owner.get("spec") or {}).get("image") or settings.job_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", module],
+        "args": args,
+        "env": _identity_env(kind, meta["name"], meta.get("namespace", ""), meta.get("uid", ""), settings),
+        "resources": resources,
+        "securityContext": _security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+
+
 def _pod_spec(container: dict[str, Any], volumes: list[dict], settings: OperatorSettings) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -142,24 +161,15 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     if int((spec.get("resources") or {}).get("gpu") or 0) > 0:
         args += ["--device", "0"]
     labels = {"app.kubernetes.io/name": "visionops", LABEL_COMPONENT: "training", LABEL_TRAINING_RUN: name}
-    container = {
-        "name": "train",
-        "image": spec.get("image") or settings.job_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "training_job"],
-        "args": args,
-        "env": _identity_env("TrainingRun", name, meta.get("namespace", ""), meta.get("uid", ""), settings),
-        "resources": _resources(spec.get("resources")),
-        "securityContext": _security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [
+    container = _job_container(
+        "train", "training_job", args, run, "TrainingRun", settings, _resources(spec.get("resources")),
+        [
             {"name": "dataset", "mountPath": DATA_MOUNT, "readOnly": True},
             {"name": "work", "mountPath": WORK_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "shm", "mountPath": "/dev/shm"},
         ],
-    }
+    )
     volumes = [
         {"name": "dataset", "persistentVolumeClaim": {"claimName": dataset["pvc"], "readOnly": True}},
         {"name": "work", "emptyDir": {}},
@@ -208,19 +218,10 @@ def drift_job_template(check: Mapping[str, Any], settings: OperatorSettings) -> 
         mounts.append({"name": "current", "mountPath": CURRENT_MOUNT, "readOnly": True})
         volumes.append({"name": "current", "persistentVolumeClaim": {"claimName": cur["pvc"], "readOnly": True}})
     labels = {"app.kubernetes.io/name": "visionops", LABEL_COMPONENT: "drift-check", LABEL_DRIFT_CHECK: name}
-    container = {
-        "name": "drift",
-        "image": spec.get("image") or settings.job_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", "drift_job"],
-        "args": args,
-        "env": _identity_env("DriftCheck", name, meta.get("namespace", ""), meta.get("uid", ""), settings),
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
-        "securityContext": _security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": mounts,
-    }
+    container = _job_container(
+        "drift", "drift_job", args, check, "DriftCheck", settings,
+        {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}, mounts,
+    )
     job = _job("", labels, _pod_spec(container, volumes, settings), 0, 3600)
     return {"metadata": {"labels": labels}, "spec": job["spec"]}
 
