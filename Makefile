@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/visionops
 
-.PHONY: venv demo test lint cluster-up cluster-down k8s-binaries bench
+.PHONY: venv demo test lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/visionops demo
 
-test: venv k8s-binaries
+test: venv k8s-binaries kserve-binary
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -36,8 +36,23 @@ cluster-up:
 cluster-down:
 	hack/cluster.sh down
 
-.PHONY: node-deps
+.PHONY: images node-deps
 
 # Debian packages of the node and the image builds (root; idempotent).
 node-deps:
 	hack/node-deps.sh
+
+# base, operator, job and predictor images, built locally and imported into the running node.
+images:
+	hack/images.sh
+
+# The KServe controller (manager) built from the Go module proxy, cached like the Kubernetes binaries.
+kserve-binary:
+	hack/kserve.sh build
+
+# Run it against the running local cluster in Standard (raw deployment) mode; stop it before cluster-down.
+kserve-up: kserve-binary
+	hack/kserve.sh up
+
+kserve-down:
+	hack/kserve.sh down

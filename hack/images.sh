@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Build the project's container images on this machine, with no container registry:
+#   1. base: a Debian bookworm rootfs (debootstrap --variant=minbase + python3, python3-venv, pip;
+#      bookworm's python3 is 3.11), imported into docker as python:3.11-slim-bookworm (the
+#      BASE_IMAGE default of docker/*.Dockerfile) and as visionops.local/python:3.11-bookworm;
+#   2. the project's own docker/{operator,job,predictor}.Dockerfile, unchanged, built with the legacy
+#      builder by a dockerd started here (Debian docker.io; overlay2, cgroupfs, its own data root under
+#      the cache dir, no bridge and no iptables rules: builds use the host network);
+#   3. each image imported into the `k8s.io` namespace of the local node's containerd
+#      (hack/cluster.sh up --node), when that node runs.
+#
+# Everything is cached under ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/images: the rootfs tarball,
+# docker's data root, and for each image the key it was built from (a hash of its Dockerfile, the files
+# it COPYs, pyproject.toml, the base and the build args). A run rebuilds only images whose key changed,
+# imports only images the node lacks, and starts no dockerd when there is nothing to build or import.
+#
+# Usage:
+#   hack/images.sh [OPTIONS] [IMAGE...]     IMAGE: base operator job predictor (default: all of them)
+#     --no-import          build only
+#     --keep-build-cache   keep the builder stages (saves the pip install when only app code changed;
+#                          costs ~6.5 GB of disk per torch image)
+#   hack/images.sh --refs [IMAGE...]        print the image references
+#
+# Environment:
+#   VISIONOPS_CLUSTER_DIR   the cluster whose node gets the images (default $VISIONOPS_CACHE/cluster)
+#   IMAGE_TAG               tag of the project images (default 0.1.0: the chart's and docs' tag)
+#   TORCH_INDEX_URL         passed to the job and predictor builds (see the Dockerfiles)
+#   DEBIAN_MIRROR           debootstrap mirror (default http://deb.debian.org/debian)
+#   HOST_CA_DIR             extra CA certificates (*.crt) the base image trusts, like this host does
+#                           (default /usr/local/share/ca-certificates; HOST_CA_DIR= for none). Where
+#                           egress goes through a TLS-intercepting proxy (these machines), pip in the
+#                           builds cannot reach PyPI without them.
+#
+# Needs root (debootstrap, dockerd) and hack/node-deps.sh images.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
+IMG=$CACHE/images
+CLUSTER_STATE=${VISIONOPS_CLUSTER_DIR:-$CACHE/cluster}
+CONTAINERD_SOCK=$CLUSTER_STATE/node/containerd/containerd.sock
+DOCKER_ROOT=$IMG/docker
+DOCKER_EXEC=/run/visionops-docker         # short: it holds unix sockets
+TAG=${IMAGE_TAG:-0.1.0}
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+BASE_PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
+BASE_REF=python:3.11-slim-bookworm        # what docker/*.Dockerfile's ARG BASE_IMAGE defaults to
+BASE_LOCAL_REF=visionops.local/python:3.11-bookworm
+ALL_IMAGES=(base operator job predictor)
+HOST_CA_DIR=${HOST_CA_DIR-/usr/local/share/ca-certificates}
+NICE=(nice -n 10)
+
+log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+ref_of() {  # ref_of IMAGE: the reference pods use
+  case $1 in
+    base) printf '%s\n' "$BASE_LOCAL_REF" ;;
+    *) printf 'visionops-%s:%s\n' "$1" "$TAG" ;;
+  esac
+}
+
+hash_stdin() { sha256sum | cut -c1-16; }
+
+# ---- base rootfs ---------------------------------------------------------------------------------
+host_cas() { [[ -n $HOST_CA_DIR && -d $HOST_CA_DIR ]] && find "$HOST_CA_DIR" -name '*.crt' -type f | LC_ALL=C sort; }
+
+rootfs_key() {
+  { printf '%s\n' "$SUITE" minbase "$BASE_PACKAGES" "$MIRROR" rootfs-v1; host_cas | xargs -r cat; } | hash_stdin
+}
+
+# unmount_under DIR: lazily unmount everything mounted below DIR (debootstrap's /proc, /sys, ...).
+unmount_under() {
+  local m
+  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
+ensure_rootfs() {
+  ROOTFS_KEY=$(rootfs_key)
+  ROOTFS_TAR=$IMG/rootfs-$SUITE-$ROOTFS_KEY.tar.gz
+  [[ -f $ROOTFS_TAR ]] && { log "base rootfs: cached ($ROOTFS_TAR)"; return; }
+  command -v debootstrap >/dev/null || die "debootstrap not found: run 'sudo hack/node-deps.sh images'"
+  local dir=$IMG/.tmp-rootfs start=$SECONDS
+  unmount_under "$dir"
+  rm -rf --one-file-system "$dir" && mkdir -p "$dir"
+  log "base rootfs: debootstrap --variant=minbase $SUITE + $BASE_PACKAGES (~1 min)"
+  if ! "${NICE[@]}" debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$dir" "$MIRROR" \
+       >"$IMG/debootstrap.log" 2>&1; then
+    unmount_under "$dir"
+    tail -n 20 "$IMG/debootstrap.log" >&2
+    die "debootstrap failed (log: $IMG/debootstrap.log)"
+  fi
+  unmount_under "$dir"
+  # What an image does not need: package caches and lists, logs, docs.
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/* \
+         "$dir"/var/log/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
+  local cas
+  cas=$(host_cas || true)
+  if [[ -n $cas ]]; then
+    mkdir -p "$dir/usr/local/share/ca-certificates/host"
+    # shellcheck disable=SC2086  # one path per line, no spaces
+    cp $cas "$dir/usr/local/share/ca-certificates/host/"
+    chroot "$dir" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the rootfs failed"
+    log "base rootfs: trusts this host's extra CAs: $(tr '\n' ' ' <<<"$cas")"
+  fi
+  chroot "$dir" python3 --version >/dev/null || die "the rootfs has no working python3"
+  "${NICE[@]}" tar --numeric-owner -C "$dir" -czf "$ROOTFS_TAR.tmp" . && mv -f "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+  rm -rf --one-file-system "$dir"
+  find "$IMG" -maxdepth 1 -name "rootfs-$SUITE-*.tar.gz" ! -name "$(basename "$ROOTFS_TAR")" -delete
+  log "base rootfs: $(du -h "$ROOTFS_TAR" | cut -f1) in $((SECONDS - start)) s"
+}
+
+# ---- dockerd -----------------------------------------------------------------------------------------
+DOCKERD_PID=""
+docker_() { docker --host "unix://$DOCKER_EXEC/docker.sock" "$@"; }
+
+dockerd_up() {
+  [[ -n $DOCKERD_PID ]] && return
+  command -v dockerd >/dev/null || die "dockerd not found: run 'sudo hack/node-deps.sh images'"
+  mkdir -p "$DOCKER_ROOT" "$DOCKER_EXEC"
+  local start=$SECONDS
+  # No bridge, no iptables rules, no forwarding: this daemon changes nothing in the host's network.
+  setsid dockerd --data-root "$DOCKER_ROOT" --exec-root "$DOCKER_EXEC" --pidfile "$DOCKER_EXEC/dockerd.pid" \
+    --host "unix://$DOCKER_EXEC/docker.sock" --storage-driver overlay2 \
+    --exec-opt native.cgroupdriver=cgroupfs --bridge none --iptables=false --ip6tables=false \
+    --ip-forward=false --ip-masq=false --userland-proxy=false --oom-score-adjust 0 \
+    </dev/null >>"$IMG/dockerd.log" 2>&1 9>&- &
+  DOCKERD_PID=$!
+  trap dockerd_down EXIT
+  until docker_ info >/dev/null 2>&1; do
+    kill -0 "$DOCKERD_PID" 2>/dev/null || { tail -n 20 "$IMG/dockerd.log" >&2; die "dockerd exited (log: $IMG/dockerd.log)"; }
+    ((SECONDS - start < 60)) || die "dockerd not ready after 60 s (log: $IMG/dockerd.log)"
+    sleep 0.2
+  done
+  log "dockerd up in $((SECONDS - start)) s (data root $DOCKER_ROOT)"
+}
+
+dockerd_down() {
+  [[ -n $DOCKERD_PID ]] || return 0
+  kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+    log "dockerd ignored SIGTERM for 30 s; killing it"
+    kill -KILL -- "-$DOCKERD_PID" 2>/dev/null || true
+  fi
+  unmount_under "$DOCKER_ROOT"
+  unmount_under "$DOCKER_EXEC"
+  rm -rf --one-file-system "$DOCKER_EXEC"  # sockets and runtime state only
+  DOCKERD_PID=""
+  log "dockerd stopped"
+}
+
+ctr_() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
+docker_id() { docker_ image inspect --format '{{.Id}}' "$1" 2>/dev/null; }
+
+# ---- images -----------------------------------------------------------------------------------------
+# copy_sources DOCKERFILE: the context paths its COPY instructions read (not COPY --from).
+copy_sources() {
+  awk 'toupper($1) == "COPY" && $2 !~ /^--from/ { for (i = 2; i < NF; i++) if ($i !~ /^--/) print $i }' "$1"
+}
+
+# image_key IMAGE: hash of what the image is built from.
+image_key() {
+  local dockerfile=$REPO/docker/$1.Dockerfile
+  {
+    echo "rootfs $ROOTFS_KEY"
+    echo "args ${TORCH_INDEX_URL:-}"
+    sha256sum "$dockerfile" "$REPO/pyproject.toml" "$REPO/.dockerignore"
+    (cd "$REPO" && copy_sources "$dockerfile" | sort -u | while read -r src; do
+       find "$src" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' | LC_ALL=C sort
+     done | xargs -r sha256sum)
+  } | hash_stdin
+}
+
+record() { printf '%s %s\n' "$2" "$3" >"$IMG/$1.built"; }              # record IMAGE KEY ID
+recorded() { cut -d' ' -f"$2" "$IMG/$1.built" 2>/dev/null || true; }  # recorded IMAGE 1|2 -> key|id
+
+# node_has IMAGE ID: the running node's containerd holds IMAGE's reference with image id ID.
+node_has() {
+  [[ -n $CRICTL ]] || return 1
+  [[ $("$CRICTL" --runtime-endpoint "unix://$CONTAINERD_SOCK" inspecti -o go-template \
+       --template '{{.status.id}}' "$(ref_of "$1")" 2>/dev/null) == "$2" ]]
+}
+
+build_base() {
+  local key=$ROOTFS_KEY keyref id
+  keyref=visionops.local/python:rootfs-$key
+  if [[ $(recorded base 1) == "$key" ]] && { ((!IMPORT)) || [[ -z $CRICTL ]] || node_has base "$(recorded base 2)"; }; then
+    log "base: cached"; return
+  fi
+  dockerd_up
+  if ! id=$(docker_id "$keyref"); then
+    log "base: docker import of the rootfs"
+    docker_ import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$ROOTFS_TAR" "$keyref" >/dev/null
+    id=$(docker_id "$keyref")
+  fi
+  docker_ tag "$keyref" "$BASE_REF"
+  docker_ tag "$keyref" "$BASE_LOCAL_REF"
+  docker_ image ls --format '{{.Repository}}:{{.Tag}}' visionops.local/python | grep ':rootfs-' \
+    | grep -v ":rootfs-$key\$" | xargs -r docker --host "unix://$DOCKER_EXEC/docker.sock" rmi >/dev/null 2>&1 || true
+  record base "$key" "$id"
+}
+
+build_project_image() {
+  local name=$1 key ref keyref id start=$SECONDS args=()
+  key=$(image_key "$name")
+  ref=$(ref_of "$name")
+  keyref=visionops-$name:build-$key
+  if [[ $(recorded "$name" 1) == "$key" ]] && { ((!IMPORT)) || [[ -z $CRICTL ]] || node_has "$name" "$(recorded "$name" 2)"; }; then
+    log "$name: cached ($ref, key $key)"; return
+  fi
+  dockerd_up
+  if ! id=$(docker_id "$keyref"); then
+    [[ -n ${TORCH_INDEX_URL:-} && $name != operator ]] && args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
+    log "$name: docker build -f docker/$name.Dockerfile (key $key)"
+    DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "unix://$DOCKER_EXEC/docker.sock" build --network host \
+      --force-rm -f "$REPO/docker/$name.Dockerfile" -t "$keyref" "${args[@]}" "$REPO" >"$IMG/build-$name.log" 2>&1 \
+      || { tail -n 30 "$IMG/build-$name.log" >&2; die "docker build of $name failed (log: $IMG/build-$name.log)"; }
+    id=$(docker_id "$keyref")
+    log "$name: built in $((SECONDS - start)) s, $(docker_ image inspect --format '{{.Size}}' "$keyref" | numfmt --to=iec)"
+  fi
+  docker_ tag "$keyref" "$ref"
+  # Older builds of this image, and (unless --keep-build-cache) the builder stages, go.
+  docker_ image ls --format '{{.Repository}}:{{.Tag}}' "visionops-$name" | grep ":build-" | grep -v ":build-$key\$" \
+    | xargs -r docker --host "unix://$DOCKER_EXEC/docker.sock" rmi >/dev/null 2>&1 || true
+  ((KEEP_BUILD_CACHE)) || docker_ image prune -f >/dev/null
+  record "$name" "$key" "$id"
+}
+
+import_image() {
+  local name=$1 id ref start=$SECONDS
+  id=$(recorded "$name" 2)
+  ref=$(ref_of "$name")
+  if node_has "$name" "$id"; then log "$name: already in the node's containerd"; return; fi
+  dockerd_up
+  log "$name: importing $ref into containerd (k8s.io)"
+  docker_ save "$ref" | ctr_ images import - >/dev/null \
+    || die "importing $ref into $CONTAINERD_SOCK failed"
+  node_has "$name" "$id" || die "$ref is not in the node's containerd with id $id after the import"
+  discard_layers "$ref"
+  log "$name: imported in $((SECONDS - start)) s"
+}
+
+# discard_layers REF: drop the (uncompressed) layer blobs of an imported image from containerd's content
+# store once they are unpacked: containers start from the snapshots, and the CRI works with such images
+# (its discard_unpacked_layers setting does the same for pulls). Halves the disk a torch image takes.
+discard_layers() {
+  local name digest layers
+  name=$(ctr_ images ls -q | grep -x -e "docker.io/library/$1" -e "$1" | head -n1)
+  digest=$(ctr_ images ls | awk -v n="$name" '$1 == n { print $3 }')
+  [[ -n $digest ]] || { log "WARNING: $1 not listed by ctr; keeping its layer blobs"; return 0; }
+  layers=$(ctr_ content get "$digest" | python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin).get("layers", [])))')
+  # shellcheck disable=SC2086  # digests have no spaces
+  [[ -n $layers ]] && ctr_ content rm $layers >/dev/null
+}
+
+main() {
+  local images=() refs=0 a
+  IMPORT=1 KEEP_BUILD_CACHE=0
+  for a in "$@"; do
+    case $a in
+      --no-import) IMPORT=0 ;;
+      --keep-build-cache) KEEP_BUILD_CACHE=1 ;;
+      --refs) refs=1 ;;
+      base|operator|job|predictor) images+=("$a") ;;
+      *) die "unknown argument '$a' (expected --no-import, --keep-build-cache, --refs or an image: ${ALL_IMAGES[*]})" ;;
+    esac
+  done
+  ((${#images[@]})) || images=("${ALL_IMAGES[@]}")
+  if ((refs)); then for a in "${images[@]}"; do ref_of "$a"; done; return; fi
+  ((EUID == 0)) || die "needs root (debootstrap, dockerd)"
+  mkdir -p "$IMG"
+  exec 9>"$IMG/.lock"
+  if ! flock -n 9; then log "another hack/images.sh holds $IMG/.lock; waiting"; flock 9; fi
+
+  # The node to import into: its containerd socket answers (crictl comes from hack/build-k8s.sh --node).
+  CRICTL=""
+  if ((IMPORT)); then
+    local crictl
+    crictl=$("$HERE/build-k8s.sh" --print-bin-dir)/crictl
+    if [[ -S $CONTAINERD_SOCK && -x $crictl ]] && "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" info >/dev/null 2>&1; then
+      CRICTL=$crictl
+    else
+      log "no running node at $CLUSTER_STATE (hack/cluster.sh up --node): building without importing"
+      IMPORT=0
+    fi
+  fi
+
+  local start=$SECONDS
+  ensure_rootfs
+  build_base  # every image builds FROM it
+  for a in "${images[@]}"; do
+    [[ $a == base ]] || build_project_image "$a"
+  done
+  if ((IMPORT)); then for a in "${images[@]}"; do import_image "$a"; done; fi
+  dockerd_down
+  log "done in $((SECONDS - start)) s"
+  for a in "${images[@]}"; do ref_of "$a"; done
+}
+
+main "$@"
