@@ -123,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
         step(5, f"serving models:/{args.model_name}@{alias} with the KServe ModelServer")
         port = free_port()
+        predictor_log = (work / "predictor.log").open("wb")
+        print(f"  logs: {work / 'predictor.log'}")
         serve = subprocess.Popen([
             sys.executable, "-m", "predictor", "--model-uri", f"models:/{args.model_name}@{alias}",
             "--tracking-uri", uri, "--http_port", str(port), "--model_name", args.model_name,
             "--download-dir", str(work / "serving"),
-        ], env=env)
+        ], env=env, stdout=predictor_log, stderr=subprocess.STDOUT)
         processes.append(serve)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/v2/models/{args.model_name}/ready", serve)
