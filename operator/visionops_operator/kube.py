@@ -21,7 +21,10 @@ def _client() -> kubernetes.client.ApiClient:
     except kubernetes.config.ConfigException:
         # KUBECONFIG is read now, not when the client library was imported
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-    return kubernetes.client.ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # handlers run in kopf's thread pool: one pooled connection per worker avoids waiting on the pool
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
 
 
 def reset() -> None:
