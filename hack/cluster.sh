@@ -7,7 +7,8 @@
 #   hack/cluster.sh up       start (or reuse) the cluster; last stdout line: the admin kubeconfig path
 #   hack/cluster.sh up --node   the same with a node (needs root, hack/node-deps.sh, build-k8s.sh --node)
 #   hack/cluster.sh down     stop every process of this cluster; `down --purge` also deletes its state
-#   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (use: eval "$(hack/cluster.sh env)")
+#   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (use: eval "$(hack/cluster.sh env)");
+#                            with a node also CONTAINER_RUNTIME_ENDPOINT (crictl)
 #   hack/cluster.sh status   show each component and /readyz; exit 1 unless the cluster is up
 #
 # Environment:
@@ -377,6 +378,9 @@ cmd_env() {
   [[ -f $KUBECONFIG_PATH ]] || die "no cluster state in $STATE: run '$0 up' first"
   # shellcheck disable=SC2016  # $PATH expands where the output is eval-ed
   printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\n' "$KUBECONFIG_PATH" "$(bin_dir)"
+  # crictl (in the bin dir) talks to the node's containerd.
+  [[ -f $NODE_ENV ]] && printf 'export CONTAINER_RUNTIME_ENDPOINT=%q\n' "unix://$CONTAINERD_SOCK"
+  return 0
 }
 
 cmd_status() {

@@ -468,7 +468,17 @@ sweep_node() {
   # The kubelet links every container log into /var/log/containers; drop links into our pod-logs dir.
   find /var/log/containers -maxdepth 1 -type l -lname "$NODE_DIR/pod-logs/*" -delete 2>/dev/null || true
   [[ $owner == "$STATE" ]] && rm -f "$NODE_OWNERS/$NODE_INDEX.owner"
+  sweep_host_paths
   return 0
+}
+
+# sweep_host_paths: the few fixed host paths a node uses whatever its configuration: the kubelet's
+# device-plugin socket (a constant in the kubelet), the CNI result cache and the shim socket dir. The
+# socket goes when no kubelet runs any more; the dirs only when empty (others recreate them on use).
+sweep_host_paths() {
+  if ! pgrep -x kubelet >/dev/null 2>&1; then rm -f /var/lib/kubelet/device-plugins/kubelet.sock; fi
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/lib/cni/results /var/lib/cni \
+    /run/containerd/s /run/containerd 2>/dev/null || true
 }
 
 node_status() {
