@@ -9,7 +9,7 @@ import pytest
 from k8s import GROUP, VERSION, custom
 from kubernetes.client.rest import ApiException
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("cluster_env")]
 
 GOOD_TR = {"dataset": {"pvc": "datasets", "path": "vision", "products": ["Casting"]},
            "hyperparameters": {"epochs": 3, "imgsz": 128}}
