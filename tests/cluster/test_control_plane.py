@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
-from fixtures.cluster import KubeCluster
+from fixtures.cluster import KubeCluster, get_json, wait_until
 
 pytestmark = pytest.mark.cluster
 
 
-def wait_until(what: str, probe: Callable[[], object], timeout: float = 60, every: float = 0.3) -> object:
-    """Return probe()'s first truthy value; raise TimeoutError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
-def get_json(cluster: KubeCluster, *args: str) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
 def widget_crd(group: str) -> str:

@@ -4,13 +4,11 @@ and rolls the Deployment when the operator patches the predictor's model URI (no
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fixtures.cluster import KubeCluster
+from fixtures.cluster import KubeCluster, wait_until
 from visionops_operator.builders import MODEL_URI_ENV, PREDICTOR_CONTAINER, inference_service_patch
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -18,16 +16,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.5) -> Any:
-    """Return probe()'s first truthy value; raise TimeoutError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def get_json(cluster: KubeCluster, *args: str) -> dict[str, Any] | None:

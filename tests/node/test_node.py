@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,26 +19,15 @@ from fixtures.cluster import (
     NODE_NAME,
     PROBE_IMAGE,
     KubeCluster,
+    get_json,
     node_prerequisites_missing,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def wait_until(what: str, probe: Callable[[], object], timeout: float = 90, every: float = 0.5) -> object:
-    """Return probe()'s first truthy value; raise TimeoutError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
-
-def get_json(cluster: KubeCluster, *args: str) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
 def probe_pod(name: str, args: list[str], labels: dict[str, str] | None = None, restart: str = "Never") -> str:
@@ -220,6 +207,7 @@ def test_down_leaves_nothing_behind(kube_node_cluster: KubeCluster, tmp_path_fac
         wait_until(
             "default ServiceAccount",
             lambda: not cluster.kubectl("get", "sa", "default", "-n", "down", check=False).returncode,
+            90,
         )
         cluster.apply(probe_pod("sleeper", ["sleep", "3600"]), namespace="down")
         wait_phase(cluster, "down", "sleeper", {"Running"})
