@@ -36,7 +36,7 @@ cluster-up:
 cluster-down:
 	hack/cluster.sh down
 
-.PHONY: images node-deps
+.PHONY: images node-deps e2e
 
 # Debian packages of the node and the image builds (root; idempotent).
 node-deps:
@@ -56,3 +56,8 @@ kserve-up: kserve-binary
 
 kserve-down:
 	hack/kserve.sh down
+
+# The end-to-end test alone: the chart on the local node (started or reused), the project's images built and
+# imported, a TrainingRun, promotion, HTTP predictions and a DriftCheck (tests/e2e; root, `make node-deps`).
+e2e: venv k8s-binaries kserve-binary
+	$(PY) -m pytest -m e2e tests/e2e

@@ -4,36 +4,33 @@
 #
 #   docker build -f docker/operator.Dockerfile -t visionops-operator:0.1.0 .
 #
+# One stage, dependencies first and the project's code last, so a code change rebuilds only the COPY layers.
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 (python3 -m venv must work); substitute a
 # locally built one where no registry is reachable.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# ---- builder: resolve the pinned wheels into a virtual environment ------------------------------------
-FROM ${BASE_IMAGE} AS builder
+# ---- pins: this image's requirements from pyproject.toml. The main stage copies only the resulting file, so
+# its dependency layer stays cached while pyproject.toml changes elsewhere (docker compares file contents).
+FROM ${BASE_IMAGE} AS pins
+COPY pyproject.toml docker/pins.py /pins/
+RUN python3 /pins/pins.py operator --pyproject /pins/pyproject.toml > /pins/requirements.txt
+
+# ---- the image --------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
 # Extras only `mlflow server` needs: S3/MinIO artifact storage and a PostgreSQL backend store.
 ARG MLFLOW_SERVER_EXTRAS="boto3==1.44.8 psycopg2-binary==2.9.13"
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-WORKDIR /src
-COPY pyproject.toml ./
-COPY docker/pins.py docker/
-RUN python3 -m venv /opt/venv \
- && python3 docker/pins.py operator > /tmp/requirements.txt \
- && /opt/venv/bin/pip install -r /tmp/requirements.txt ${MLFLOW_SERVER_EXTRAS} \
- && if /opt/venv/bin/pip show torch >/dev/null 2>&1; then echo "torch must not be in the operator image" >&2; exit 1; fi
-
-# ---- runtime -----------------------------------------------------------------------------------------------
-FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="visionops-operator" \
       org.opencontainers.image.description="VisionOps operator (kopf) and MLflow tracking server" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=pins /pins/requirements.txt /tmp/pins/
+RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt ${MLFLOW_SERVER_EXTRAS} \
+ && if /opt/venv/bin/pip show torch >/dev/null 2>&1; then echo "torch must not be in the operator image" >&2; exit 1; fi \
+ && rm -rf /tmp/pins
 RUN groupadd --gid 1000 visionops \
  && useradd --uid 1000 --gid 1000 --home-dir /home/visionops --create-home --shell /usr/sbin/nologin visionops
-COPY --from=builder /opt/venv /opt/venv
-# Only the modules the operator imports: visionops (config, registry, promotion, results) and its own package.
-COPY configs/ /app/configs/
-COPY visionops/ /app/visionops/
-COPY operator/visionops_operator/ /app/visionops_operator/
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -42,6 +39,10 @@ ENV PATH=/opt/venv/bin:${PATH} \
     MLFLOW_DISABLE_TELEMETRY=true \
     DO_NOT_TRACK=1 \
     HOME=/home/visionops
+# Only the modules the operator imports: visionops (config, registry, promotion, results) and its own package.
+COPY configs/ /app/configs/
+COPY visionops/ /app/visionops/
+COPY operator/visionops_operator/ /app/visionops_operator/
 WORKDIR /home/visionops
 USER 1000:1000
 EXPOSE 8080

@@ -17,8 +17,8 @@
 # Usage:
 #   hack/images.sh [OPTIONS] [IMAGE...]     IMAGE: base operator job predictor (default: all of them)
 #     --no-import          build only
-#     --keep-build-cache   keep the builder stages (saves the pip install when only app code changed;
-#                          costs ~6.5 GB of disk per torch image)
+# The Dockerfiles install the dependencies in one layer before they copy the code, and docker keeps that
+# layer (it is part of the image): a change to application code rebuilds and re-imports only the COPY layers.
 #   hack/images.sh --refs [IMAGE...]        print the image references
 #
 # Environment:
@@ -225,10 +225,11 @@ build_project_image() {
     log "$name: built in $((SECONDS - start)) s, $(docker_ image inspect --format '{{.Size}}' "$keyref" | numfmt --to=iec)"
   fi
   docker_ tag "$keyref" "$ref"
-  # Older builds of this image, and (unless --keep-build-cache) the builder stages, go.
+  # Older builds of this image (their dependency layer stays while the new build shares it) and the
+  # dangling `pins` stages go.
   docker_ image ls --format '{{.Repository}}:{{.Tag}}' "visionops-$name" | grep ":build-" | grep -v ":build-$key\$" \
     | xargs -r docker --host "unix://$DOCKER_EXEC/docker.sock" rmi >/dev/null 2>&1 || true
-  ((KEEP_BUILD_CACHE)) || docker_ image prune -f >/dev/null
+  docker_ image prune -f >/dev/null
   record "$name" "$key" "$id"
 }
 
@@ -261,14 +262,13 @@ discard_layers() {
 
 main() {
   local images=() refs=0 a
-  IMPORT=1 KEEP_BUILD_CACHE=0
+  IMPORT=1
   for a in "$@"; do
     case $a in
       --no-import) IMPORT=0 ;;
-      --keep-build-cache) KEEP_BUILD_CACHE=1 ;;
       --refs) refs=1 ;;
       base|operator|job|predictor) images+=("$a") ;;
-      *) die "unknown argument '$a' (expected --no-import, --keep-build-cache, --refs or an image: ${ALL_IMAGES[*]})" ;;
+      *) die "unknown argument '$a' (expected --no-import, --refs or an image: ${ALL_IMAGES[*]})" ;;
     esac
   done
   ((${#images[@]})) || images=("${ALL_IMAGES[@]}")

@@ -290,7 +290,11 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged(dockerfile: str) ->
             assert (REPO / source).exists(), f"{dockerfile}.Dockerfile copies {source}, which does not exist"
             assert dockerignore_allows(source), f".dockerignore keeps {source} out of the build context"
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.M)
-    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS builder$", text, re.M), "multi-stage: a builder stage"
+    assert re.search(r"^COPY --from=pins /pins/requirements.txt ", text, re.M), "requirements come from docker/pins.py"
+    lines = text.splitlines()
+    install = max(i for i, line in enumerate(lines) if "pip install" in line)
+    first_code_copy = min(i for i, line in enumerate(lines) if line.startswith("COPY configs/"))
+    assert install < first_code_copy, "dependencies are installed before the code is copied (layer cache)"
     assert re.search(r"^USER 1000:1000$", text, re.M)
     entry = re.search(r'^ENTRYPOINT \["python", "-m", "([a-z_.]+)"\]$', text, re.M)
     assert entry, "ENTRYPOINT must be python -m <module>"
@@ -299,7 +303,7 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged(dockerfile: str) ->
             or (REPO / module / "__main__.py").is_file() or (REPO / "operator" / module / "__main__.py").is_file())
     for env in ("VISIONOPS_CONFIG_DIR=/app/configs", "MLFLOW_DISABLE_TELEMETRY=true", "DO_NOT_TRACK=1"):
         assert env in text, f"{dockerfile}.Dockerfile lacks ENV {env}"
-    if dockerfile != "operator":
+    if dockerfile == "job":
         for env in ("YOLO_OFFLINE=1", "YOLO_AUTOINSTALL=false"):
             assert env in text
         assert "pip uninstall --yes opencv-python" in text, "only headless OpenCV may remain"

@@ -1,0 +1,212 @@
+"""End to end on a real node: the chart, the operator, training, promotion, serving and drift, as users run them.
+
+Every component runs as a pod from the project's own images: the operator and MLflow from the chart, the
+training and drift Jobs the operator starts, the predictor KServe rolls out. The tests act like users:
+``kubectl apply`` of CRs, HTTP to NodePorts. The steps build on each other (one module, run in file
+order); a step whose predecessor failed is skipped rather than left to time out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.e2e import Release
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(5400)]
+
+MODEL = "vision-defect-detector"  # the chart's predictor.modelName and configs/training.yaml's model
+PREDICTOR = "visionops-predictor"  # the chart's InferenceService and predictor Service
+TRAINING_RUN = "e2e-train"
+DRIFT_CHECK = "e2e-drift"
+TRAINING_LABEL = "visionops.io/training-run"
+DRIFT_LABEL = "visionops.io/drift-check"
+OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+# The demo's run (30 epochs at 160 px: about 3 minutes on two cores). The gate at 0 promotes whatever it
+# learns (the gate has its own tests).
+TRAINING_SPEC = {
+    "dataset": {"pvc": "visionops-datasets", "path": "synthetic"},
+    "hyperparameters": {"epochs": 30, "imgsz": 160, "batch": 8},
+    "resources": {"cpu": "1500m", "memory": "3Gi"},
+    "promotion": {"map50Threshold": 0.0, "inferenceService": PREDICTOR},
+}
+
+_passed: set[str] = set()
+
+
+def requires(step: str) -> None:
+    if step not in _passed:
+        pytest.skip(f"needs the earlier step {step!r}, which did not pass")
+
+
+def http(url: str, body: dict | None = None, timeout: float = 60) -> tuple[int, Any]:
+    """GET (or POST ``body`` as JSON); ``(status, parsed JSON or text)``, 4xx/5xx included."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def cr(kind: str, name: str, spec: dict) -> str:
+    return json.dumps({"apiVersion": "visionops.io/v1alpha1", "kind": kind, "metadata": {"name": name},
+                       "spec": spec})
+
+
+def jobs_of(release: Release, label: str, name: str) -> list[str]:
+    return [j["metadata"]["name"] for j in release.get("jobs", "-l", f"{label}={name}")["items"]]
+
+
+def ready_pod(release: Release, selector: str) -> str:
+    """Name of a Ready pod matching ``selector`` (not being deleted), or ''."""
+    for pod in release.get("pods", "-l", selector)["items"]:
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True" and not pod["metadata"].get("deletionTimestamp"):
+            return pod["metadata"]["name"]
+    return ""
+
+
+def mlflow(release: Release, path: str, **params: str) -> dict:
+    url = f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(params)}"
+    status, body = http(url)
+    assert status == 200, f"MLflow GET {url} -> {status}: {body}"
+    return body
+
+
+def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_release: Release) -> None:
+    release = e2e_release
+    release.kubectl("apply", "-f", "-", input=cr("TrainingRun", TRAINING_RUN, TRAINING_SPEC))
+
+    job = release.wait("the training Job", lambda: jobs_of(release, TRAINING_LABEL, TRAINING_RUN), 120)[0]
+    release.wait(f"a running pod of Job {job}",
+                 lambda: any(p["status"].get("phase") == "Running"
+                             for p in release.get("pods", "-l", f"job-name={job}")["items"]), 300)
+
+    # Mid-training, the operator pod goes; its Deployment starts another, which adopts the running Job.
+    old = ready_pod(release, OPERATOR_SELECTOR)
+    assert old, f"no Ready operator pod\n{release.diagnostics()}"
+    release.kubectl("delete", "pod", old, "--wait=false")
+    new = release.wait("a new Ready operator pod",
+                       lambda: (p := ready_pod(release, OPERATOR_SELECTOR)) != old and p, 180)
+    assert jobs_of(release, TRAINING_LABEL, TRAINING_RUN) == [job], "the restarted operator made another Job"
+
+    def finished() -> dict | None:
+        status = release.get("trainingrun", TRAINING_RUN).get("status", {})
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status = release.wait(f"TrainingRun {TRAINING_RUN} to finish", finished, 900, every=5)
+    assert status["phase"] == "Succeeded", f"{status}\n{release.diagnostics()}"
+    assert status["jobName"] == job
+    assert jobs_of(release, TRAINING_LABEL, TRAINING_RUN) == [job], "a second Job appeared"
+    assert status["promotion"]["decision"] == "Promoted", status["promotion"]
+    assert new != old
+
+    # The in-cluster MLflow has the run the pod logged, and the registry's production alias points at it.
+    run = mlflow(release, "runs/get", run_id=status["mlflowRunId"])["run"]
+    assert run["info"]["status"] == "FINISHED"
+    tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+    assert tags.get("visionops.io/name") == TRAINING_RUN and tags.get("visionops.io/namespace") == release.namespace
+    metrics = {m["key"] for m in run["data"].get("metrics", [])}
+    assert "map50" in metrics, metrics
+    alias = mlflow(release, "registered-models/alias", name=MODEL, alias="production")["model_version"]
+    assert alias["version"] == str(status["modelVersion"]) and alias["run_id"] == status["mlflowRunId"]
+    _passed.add("train")
+
+
+def predictor_env(release: Release) -> dict[str, str]:
+    isvc = release.get("inferenceservice", PREDICTOR)
+    container = isvc["spec"]["predictor"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def isvc_ready(release: Release) -> bool:
+    conditions = release.get("inferenceservice", PREDICTOR).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def sample_images(release: Release) -> list[Path]:
+    products = sorted(p for p in (release.dataset_dir / "synthetic").iterdir() if p.is_dir())
+    return [img for product in products for img in sorted((product / "val").iterdir())
+            if img.suffix.lower() in {".png", ".jpg", ".jpeg"}][:6]
+
+
+def test_promoted_model_is_rolled_out_and_answers_over_http(e2e_release: Release) -> None:
+    requires("train")
+    release = e2e_release
+    version = release.get("trainingrun", TRAINING_RUN)["status"]["modelVersion"]
+    assert predictor_env(release).get("VISIONOPS_MODEL_URI") == f"models:/{MODEL}/{version}"
+    release.wait("the InferenceService to be Ready with the promoted version", lambda: isvc_ready(release), 300)
+    base = release.node_port_url(f"{PREDICTOR}-http")
+    release.wait("the predictor Service to answer", lambda: http(f"{base}/v2/models/{MODEL}/ready")[0] == 200, 120)
+
+    found = 0
+    for image in sample_images(release):
+        b64 = base64.b64encode(image.read_bytes()).decode()
+        status, body = http(f"{base}/v1/models/{MODEL}:predict", {"instances": [{"image": {"b64": b64}}]})
+        assert status == 200, body
+        prediction = body["predictions"][0]
+        assert prediction["num_detections"] == len(prediction["detections"])
+        found += prediction["num_detections"]
+    assert found > 0, "the promoted model found no defect in any validation image"
+
+    status, body = http(f"{base}/v2/models/{MODEL}/infer", {"inputs": [
+        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]})
+    assert status == 200, body
+    assert json.loads(body["outputs"][0]["data"][0])["image_size"]["width"] > 0
+    assert body.get("model_version") == str(version)
+
+    status, body = http(f"{base}/v1/models/{MODEL}:predict", {"instances": [{"image": {"b64": "bm90IGFuIGltYWdl"}}]})
+    assert 400 <= status < 500 and "image" in json.dumps(body).lower(), (status, body)
+    status, metrics_text = http(f"{base}/metrics")
+    assert status == 200 and "visionops_" in metrics_text
+    _passed.add("serve")
+
+
+def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_release: Release) -> None:
+    requires("train")
+    release = e2e_release
+    retrain = {k: v for k, v in TRAINING_SPEC.items() if k != "promotion"}
+    retrain |= {"hyperparameters": {"epochs": 1, "imgsz": 64, "batch": 8},
+                "promotion": {"mode": "manual", "inferenceService": PREDICTOR}}
+    spec = {
+        "reference": {"pvc": "visionops-datasets", "path": "synthetic", "split": "train"},
+        "current": {"path": "batches/bright"},
+        "thresholds": {"minReferenceSamples": 20},
+        "onDrift": {"retrain": True, "cooldownSeconds": 3600, "trainingRunTemplate": retrain},
+    }
+    release.kubectl("apply", "-f", "-", input=cr("DriftCheck", DRIFT_CHECK, spec))
+
+    def checked() -> dict | None:
+        status = release.get("driftcheck", DRIFT_CHECK).get("status", {})
+        return status if status.get("triggeredTrainingRun") or status.get("phase") == "Failed" else None
+
+    status = release.wait(f"DriftCheck {DRIFT_CHECK} to find drift and retrain", checked, 600, every=5)
+    assert status.get("driftDetected") is True, f"{status}\n{release.diagnostics()}"
+    assert status["driftShare"] >= 0.5 and status["driftedFeatures"], status
+    assert status.get("reportUri"), "no Evidently report in MLflow"
+    assert jobs_of(release, DRIFT_LABEL, DRIFT_CHECK) == [status["lastJobName"]]
+
+    def retraining_runs() -> list[str]:
+        runs = release.get("trainingruns", "-l", f"{DRIFT_LABEL}={DRIFT_CHECK}")["items"]
+        return [t["metadata"]["name"] for t in runs]
+
+    assert retraining_runs() == [status["triggeredTrainingRun"]]
+    time.sleep(15)  # several reconciliations later (pollSeconds 2), still exactly one
+    assert retraining_runs() == [status["triggeredTrainingRun"]]
+    run = mlflow(release, "runs/get", run_id=status["mlflowRunId"])["run"]
+    tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+    assert tags.get("visionops.io/kind") == "drift" and tags.get("visionops.io/name") == DRIFT_CHECK
+    release.wait("the retraining Job", lambda: jobs_of(release, TRAINING_LABEL, status["triggeredTrainingRun"]), 60)
