@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/visionops
 
-.PHONY: venv demo test lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
+.PHONY: venv demo test test-node-deps lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,9 +17,15 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/visionops demo
 
-test: venv k8s-binaries kserve-binary
+test: venv k8s-binaries kserve-binary test-node-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# As root with apt, the Debian packages the node and e2e tests need (idempotent); elsewhere those tests skip
+# and say why.
+test-node-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then hack/node-deps.sh; \
+	else echo "not root with apt-get: the node and e2e tests will skip"; fi
 
 lint: venv
 	$(PY) -m ruff check .
