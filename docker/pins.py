@@ -5,7 +5,9 @@ Used by the Dockerfiles' builder stages (standard library only, runs on the bare
     python docker/pins.py operator > /tmp/requirements.txt
 
 Each image installs a named subset of ``[project].dependencies``; a name that pyproject.toml does not
-pin is an error, so an image can never drift from the versions the test suite ran with.
+pin is an error, so an image can never drift from the versions the test suite ran with. A few names are
+pinned through another one (:data:`SAME_VERSION_AS`): ``mlflow-skinny``, the client half of ``mlflow``
+that ``mlflow`` itself requires at exactly its own version, takes ``mlflow``'s pin.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ IMAGES: dict[str, tuple[str, ...]] = {
         "onnx", "onnxruntime", "onnxslim", "opencv-python-headless", "pycocotools", "pyyaml", "pillow",
         "requests",
     ),
-    # Predictor: KServe model server + ultralytics inference + MLflow client.
+    # Predictor: KServe model server + ONNX Runtime inference + the MLflow client (no torch, no ultralytics,
+    # no OpenCV). kubernetes, pandas and psutil come with kserve; listed to get the tested versions.
     "predictor": (
-        "torch", "torchvision", "ultralytics", "kserve", "mlflow", "pandas", "numpy", "protobuf", "psutil",
-        "opencv-python-headless", "prometheus-client", "pyyaml", "pillow", "requests",
+        "kserve", "onnxruntime", "mlflow-skinny", "numpy", "pillow", "protobuf", "prometheus-client", "pyyaml",
+        "requests", "pandas", "psutil", "kubernetes",
     ),
 }
+
+# Distributions pinned at the version pyproject.toml gives another one: {name: pinned name}.
+SAME_VERSION_AS: dict[str, str] = {"mlflow-skinny": "mlflow"}
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -58,15 +64,28 @@ def project_pins(pyproject: Path = PYPROJECT) -> dict[str, str]:
     return pins
 
 
+def derived_pin(name: str, pins: dict[str, str]) -> str | None:
+    """The requirement line of a :data:`SAME_VERSION_AS` name (``mlflow-skinny==<mlflow's version>``), or None."""
+    source = SAME_VERSION_AS.get(normalize(name))
+    if source is None or normalize(source) not in pins:
+        return None
+    requirement = pins[normalize(source)]
+    rest = requirement[_NAME.match(requirement).end():]
+    if not rest.lstrip().startswith("=="):
+        raise ValueError(f"{name} takes the version of {source}, which must be pinned with ==; got {requirement!r}")
+    return f"{name}{rest}"
+
+
 def image_requirements(image: str, pyproject: Path = PYPROJECT) -> list[str]:
     """The pinned requirement lines of ``image`` (one of :data:`IMAGES`), in the order listed there."""
     if image not in IMAGES:
         raise ValueError(f"unknown image {image!r}; expected one of {', '.join(IMAGES)}")
     pins = project_pins(pyproject)
-    missing = [name for name in IMAGES[image] if normalize(name) not in pins]
+    lines = {name: pins.get(normalize(name)) or derived_pin(name, pins) for name in IMAGES[image]}
+    missing = [name for name, line in lines.items() if line is None]
     if missing:
         raise ValueError(f"image {image!r} needs {', '.join(missing)}, which {pyproject.name} does not pin")
-    return [pins[normalize(name)] for name in IMAGES[image]]
+    return list(lines.values())
 
 
 def main(argv: list[str] | None = None) -> int:

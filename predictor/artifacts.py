@@ -1,8 +1,9 @@
 """Where the model comes from: a local dir or an MLflow registry URI, and what it must contain.
 
 Model artifact layout (the ``model/`` folder training logs and the registry registers):
-``best.pt`` (ultralytics weights) and ``class_map.json`` (``{"names": [...], ...}``) are required;
-``best.onnx`` and ``data_card.json`` may be there and are not used here.
+``best.onnx`` (the ultralytics ONNX export the predictor runs) and ``class_map.json``
+(``{"names": [...], ...}``) are required; ``data_card.json`` is fetched when present; ``best.pt``
+(the PyTorch weights) may be there and is neither used nor downloaded here.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-WEIGHTS_FILE = "best.pt"
+MODEL_FILE = "best.onnx"
 CLASS_MAP_FILE = "class_map.json"
+DATA_CARD_FILE = "data_card.json"
+REQUIRED_FILES = (MODEL_FILE, CLASS_MAP_FILE)
+OPTIONAL_FILES = (DATA_CARD_FILE,)
 UNKNOWN = "unknown"
 
 # models:/<name>@<alias>  or  models:/<name>/<version>  or  models:/<name> (default alias)
@@ -78,21 +82,20 @@ def read_class_names(path: Path) -> list[str]:
 
 
 def validate_model_dir(model_dir: Path) -> tuple[Path, list[str]]:
-    """Return ``(weights path, class names)`` of a model dir, or raise naming what is missing."""
+    """Return ``(ONNX model path, class names)`` of a model dir, or raise naming what is missing."""
     if not model_dir.is_dir():
         raise ModelArtifactError(f"model dir {model_dir} does not exist or is not a directory")
-    weights = model_dir / WEIGHTS_FILE
-    class_map = model_dir / CLASS_MAP_FILE
-    missing = [p.name for p in (weights, class_map) if not p.is_file()]
+    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
         present = sorted(p.name for p in model_dir.iterdir())[:20]
-        raise ModelArtifactError(f"model dir {model_dir} lacks {', '.join(missing)} (expected {WEIGHTS_FILE} and "
-                                 f"{CLASS_MAP_FILE}; found {present})")
-    return weights, read_class_names(class_map)
+        raise ModelArtifactError(f"model dir {model_dir} lacks {', '.join(missing)} (expected "
+                                 f"{' and '.join(REQUIRED_FILES)}; found {present})")
+    return model_dir / MODEL_FILE, read_class_names(model_dir / CLASS_MAP_FILE)
 
 
 def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | None = None) -> tuple[Path, ModelInfo]:
-    """Download a registered model version's artifacts; return the local dir and the version's identity."""
+    """Download what the predictor needs of a registered model version (``best.onnx``, ``class_map.json``,
+    ``data_card.json`` if present); return the local dir and the version's identity."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -105,13 +108,23 @@ def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | 
             version = client.get_model_version(ref.name, ref.version)
         else:
             version = client.get_model_version_by_alias(ref.name, ref.alias)
+        # the version's own artifact location: the files are those of the version reported even if the
+        # alias moves meanwhile, and no models:/ URI needs a separately configured registry URI
+        version_uri = client.get_model_version_download_uri(ref.name, version.version)
+        listing = mlflow.artifacts.list_artifacts(artifact_uri=version_uri, tracking_uri=tracking_uri)
+        present = sorted(f.path.rsplit("/", 1)[-1] for f in listing if not f.is_dir)
+        missing = [name for name in REQUIRED_FILES if name not in present]
+        if missing:
+            raise ModelArtifactError(f"{ref.uri} (version {version.version}, source {version.source}) lacks "
+                                     f"{', '.join(missing)} (expected {' and '.join(REQUIRED_FILES)}; found {present})")
         dst = dst or Path(tempfile.mkdtemp(prefix="visionops-model-"))
-        local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dst),
-                                                    tracking_uri=tracking_uri)
+        for name in (*REQUIRED_FILES, *(n for n in OPTIONAL_FILES if n in present)):
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{version_uri}/{name}", dst_path=str(dst),
+                                                tracking_uri=tracking_uri)
     except MlflowException as exc:
         raise ModelArtifactError(f"cannot fetch {ref.uri} from {tracking_uri}: {exc.message}") from exc
     aliases = list(getattr(version, "aliases", None) or [])
     alias = ref.alias or (aliases[0] if aliases else UNKNOWN)
     info = ModelInfo(name=ref.name, version=str(version.version), run_id=version.run_id or UNKNOWN,
                      alias=alias, source=ref.uri)
-    return Path(local), info
+    return dst, info

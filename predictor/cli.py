@@ -20,6 +20,7 @@ from predictor.settings import ServingSettings
 
 KSERVE_MOUNT = "/mnt/models"
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"  # set by the chart, patched by the operator
+THREADS_ENV = "VISIONOPS_INTRA_OP_THREADS"
 
 
 def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
     )
     parser.set_defaults(model_name=defaults.model_name)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model-dir", help=f"local model dir holding best.pt and class_map.json; with neither "
+    source.add_argument("--model-dir", help=f"local model dir holding best.onnx and class_map.json; with neither "
                                             f"source flag: models:/<model_name>@<alias> when a tracking URI "
                                             f"is set, else {KSERVE_MOUNT}")
     source.add_argument("--model-uri", default=os.environ.get(MODEL_URI_ENV) or None,
@@ -43,15 +44,32 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--alias", default=defaults.alias, help="registry alias used when the URI names none")
     parser.add_argument("--confidence", type=float, default=defaults.confidence, help="minimum box confidence")
     parser.add_argument("--iou", type=float, default=defaults.iou, help="NMS IoU threshold")
-    parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="inference image size (px)")
+    parser.add_argument("--imgsz", type=int, default=defaults.imgsz,
+                        help="expected inference image size (px); the ONNX model's static input size wins (a "
+                             "warning is logged when they differ)")
     parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes,
                         help="largest decoded image accepted (bytes)")
     parser.add_argument("--max-images-per-request", type=int, default=defaults.max_images_per_request,
                         help="most images accepted in one request")
     parser.add_argument("--download-dir", default=None,
                         help="where MLflow artifacts are downloaded (None: a new temp dir)")
-    parser.add_argument("--device", default=None, help="torch device for ultralytics, e.g. cpu or 0 (None: auto)")
+    parser.add_argument("--device", choices=["cpu"], default=None,
+                        help="kept for compatibility: the model runs on ONNX Runtime's CPU provider")
+    parser.add_argument("--intra-op-threads", type=_threads, default=os.environ.get(THREADS_ENV) or "0",
+                        help="ONNX Runtime threads per inference; 0: one per core the machine has (set it to the "
+                             f"pod's CPU limit) (env {THREADS_ENV})")
     return parser
+
+
+def _threads(value: str) -> int:
+    """``--intra-op-threads``: an integer >= 0."""
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: ONNX Runtime's default), got {value!r}")
+    return threads
 
 
 def resolve_source(args: argparse.Namespace) -> dict[str, str]:
@@ -98,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
 
     source = resolve_source(args)
     model = DefectDetector(settings.model_name, tracking_uri=args.tracking_uri, settings=settings,
-                           download_dir=args.download_dir, device=args.device, **source)
+                           download_dir=args.download_dir, device=args.device,
+                           intra_op_threads=args.intra_op_threads, **source)
     try:
         model.load()
     except (ModelArtifactError, ValueError) as exc:
         print(f"visionops serve: cannot load the model from {next(iter(source.values()))}: {exc}", file=sys.stderr)
         return 1
     info = model.info.as_dict() if model.info else {}
+    settings = model.settings or settings  # imgsz: the model's own
     print(f"visionops serve: model {settings.model_name!r} loaded from {info.get('source')} (registered name "
           f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}); "
           f"thresholds {settings.as_dict()}", flush=True)

@@ -1,4 +1,7 @@
-"""``DefectDetector``: a KServe model serving an ultralytics YOLO detector over V1 and V2.
+"""``DefectDetector``: a KServe model serving the YOLO detector's ONNX export over V1 and V2.
+
+The model runs in ONNX Runtime on the CPU (:mod:`predictor.onnx_yolo`); neither torch nor
+ultralytics is imported, so the predictor image stays small.
 
 V1 ``POST /v1/models/<name>:predict`` -> ``{"predictions": [<image prediction>, ...]}``.
 V2 ``POST /v2/models/<name>/infer`` -> one ``BYTES`` output ``detections`` of shape ``[n]``
@@ -11,8 +14,9 @@ See :mod:`predictor.payload` for the accepted request forms.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import threading
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -33,11 +37,15 @@ from predictor.artifacts import (
     validate_model_dir,
 )
 from predictor.detections import image_prediction
+from predictor.onnx_yolo import YoloOnnx
 from predictor.payload import PayloadError, decode_images, images_from_v1, images_from_v2
 from predictor.settings import ServingSettings
 
 V2_INPUT = {"name": "image", "datatype": "BYTES", "shape": [-1]}
 V2_OUTPUT = {"name": "detections", "datatype": "BYTES", "shape": [-1]}
+DEVICES = ("cpu",)  # ONNX Runtime's CPU provider only
+
+log = logging.getLogger(__name__)
 
 
 class DefectDetector(kserve.Model):
@@ -53,26 +61,35 @@ class DefectDetector(kserve.Model):
         settings: ServingSettings | None = None,
         download_dir: str | Path | None = None,
         device: str | None = None,
+        intra_op_threads: int = 0,
     ):
         super().__init__(name)
         if (model_dir is None) == (model_uri is None):
             raise ValueError(f"give exactly one of model_dir or model_uri, got model_dir={model_dir!r}, "
                              f"model_uri={model_uri!r}")
+        if device not in (None, "", *DEVICES):
+            raise ValueError(f"device {device!r} is not supported: the model runs on ONNX Runtime's CPU provider "
+                             f"(use {' or '.join(DEVICES)}, or leave it unset)")
+        if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads must be an integer >= 0 (0: ONNX Runtime's default), "
+                             f"got {intra_op_threads!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.settings = settings
         self.download_dir = Path(download_dir) if download_dir is not None else None
         self.device = device or None
+        self.intra_op_threads = intra_op_threads
         self.info: ModelInfo | None = None
         self.class_names: list[str] = []
-        self._yolo: Any = None
-        self._lock = threading.Lock()
+        self._detector: YoloOnnx | None = None  # InferenceSession.run is thread-safe: no lock
 
     # -- loading -----------------------------------------------------------------------------
 
     def load(self) -> bool:
-        """Fetch (MLflow) or check (dir) the artifacts, load ``best.pt``, warm up, then ``ready``."""
+        """Fetch (MLflow) or check (dir) the artifacts, load ``best.onnx``, check it against the class map,
+        warm up, then ``ready``. The input size is the model's own (static); a different ``imgsz`` setting
+        is logged and ignored."""
         self.ready = False
         settings = self.settings or ServingSettings.from_config()
         if self.model_uri is not None:
@@ -81,16 +98,21 @@ class DefectDetector(kserve.Model):
         else:
             local_dir = self.model_dir
             info = ModelInfo(name=self.name, source=str(local_dir))
-        weights, class_names = validate_model_dir(local_dir)
-        yolo = _load_yolo(weights)
-        if getattr(yolo, "task", None) != "detect":
-            raise ModelArtifactError(f"{weights} is a {yolo.task!r} model; expected a 'detect' model")
-        model_nc = len(yolo.names)
-        if model_nc != len(class_names):
-            raise ModelArtifactError(f"class_map.json names {len(class_names)} classes but {weights} was trained "
-                                     f"with {model_nc}; the two files come from different runs")
-        self.settings, self.info, self.class_names, self._yolo = settings, info, class_names, yolo
-        self._infer([Image.new("RGB", (settings.imgsz, settings.imgsz))])  # warm up before reporting ready
+        onnx_path, class_names = validate_model_dir(local_dir)
+        detector = YoloOnnx(onnx_path, intra_op_threads=self.intra_op_threads)
+        if detector.num_classes != len(class_names):
+            raise ModelArtifactError(
+                f"class_map.json names {len(class_names)} classes but {onnx_path} outputs {detector.output_channels} "
+                f"channels per box (4 box coordinates + {detector.num_classes} class scores); the two files come "
+                f"from different runs")
+        width, height = detector.input_size
+        if (width, height) != (settings.imgsz, settings.imgsz):
+            log.warning("imgsz %d differs from the static input size %dx%d of %s; using the model's",
+                        settings.imgsz, width, height, onnx_path)
+            if width == height:
+                settings = dataclasses.replace(settings, imgsz=width)
+        self.settings, self.info, self.class_names, self._detector = settings, info, class_names, detector
+        self._infer([Image.new("RGB", (width, height))])  # warm up before reporting ready
         metrics.set_active_model(self.name, info)
         self.ready = True
         return self.ready
@@ -129,7 +151,7 @@ class DefectDetector(kserve.Model):
 
     def predict_images_payload(self, payload: Any) -> list[dict[str, Any]]:
         """Parse (V1 or V2), decode and run one request; blocking, safe to call from threads."""
-        if self._yolo is None or self.settings is None:
+        if self._detector is None or self.settings is None:
             raise InferenceError(f"model {self.name} is not loaded; call load() first")
         settings = self.settings
         started = time.perf_counter()
@@ -144,16 +166,15 @@ class DefectDetector(kserve.Model):
         return predictions
 
     def _infer(self, images: list[Image.Image]) -> list[dict[str, Any]]:
-        settings = self.settings
-        with self._lock:  # ultralytics predictors are not thread-safe
-            results = self._yolo.predict(images, conf=settings.confidence, iou=settings.iou, imgsz=settings.imgsz,
-                                         device=self.device, verbose=False)
+        settings, detector = self.settings, self._detector
         predictions = []
-        for image, result in zip(images, results, strict=True):
-            boxes = result.boxes
+        for image in images:  # the exported model takes one image at a time
+            started = time.perf_counter()
+            found = detector.detect(image, settings.confidence, settings.iou)
+            elapsed_ms = (time.perf_counter() - started) * 1000
             predictions.append(image_prediction(
-                boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), image.size, self.class_names,
-                inference_time_ms=sum(result.speed.values()),
+                found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist(), image.size,
+                self.class_names, inference_time_ms=elapsed_ms,
             ))
         return predictions
 
@@ -167,15 +188,3 @@ class DefectDetector(kserve.Model):
             requested_outputs=request.request_outputs,
         )
 
-
-def _load_yolo(weights: Path) -> Any:
-    """``YOLO(weights)`` with ultralytics kept off the network."""
-    from visionops import offline
-
-    offline.configure()
-    from ultralytics import YOLO
-
-    try:
-        return YOLO(str(weights))
-    except Exception as exc:  # ultralytics raises many types for a bad checkpoint
-        raise ModelArtifactError(f"cannot load ultralytics weights {weights}: {type(exc).__name__}: {exc}") from exc

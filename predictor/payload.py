@@ -160,7 +160,8 @@ def open_image(raw: bytes, index: int) -> Image.Image:
     except PayloadError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, ImportError) as exc:
-        # ImportError: ultralytics patches Image.open to retry unknown formats with the optional pi_heif plugin
+        # ImportError: a PIL format plugin that needs a missing optional library (e.g. when ultralytics, imported
+        # in the same process, has patched Image.open to retry unknown formats with pi_heif)
         reason = "unknown image format" if isinstance(exc, ImportError) else str(exc)
         raise PayloadError("not_an_image", f"image {index} ({len(raw)} bytes) is not a readable image: {reason}; "
                                            "send base64 of PNG or JPEG bytes") from exc

@@ -11,12 +11,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from fixtures.models import RegisteredModel, registered_tiny_model, tiny_images, tiny_model_dir  # noqa: F401
+from fixtures.models import RegisteredModel, register_model_dir
+from test_predictor_onnx import export_onnx_model_dir
 
 from visionops.local_mlflow import free_port
 
@@ -82,9 +84,15 @@ def _start(args: list[str], log: Path) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def predictor_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:  # noqa: F811
-    """The predictor serving ``tiny_model_dir``; a very low confidence so the 1-epoch model returns boxes."""
-    server = _start(["--model-dir", str(tiny_model_dir), "--imgsz", "64", "--confidence", "0.0001",
+def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny trained model in the full artifact layout (with ``best.onnx``)."""
+    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
+
+
+@pytest.fixture(scope="module")
+def predictor_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
+    """The predictor serving ``model_dir``; a very low confidence so the 1-epoch model returns boxes."""
+    server = _start(["--model-dir", str(model_dir), "--imgsz", "64", "--confidence", "0.0001",
                      "--max-images-per-request", str(MAX_IMAGES), "--max-image-bytes", str(MAX_BYTES)],
                     tmp_path_factory.mktemp("predictor") / "server.log")
     yield server
@@ -127,8 +135,8 @@ def test_readiness_and_metadata(predictor_server: Predictor):
     assert "POST http://localhost:" in predictor_server.log.read_text()  # the URLs were printed at start
 
 
-def test_v1_predict_one_and_several_images(predictor_server: Predictor, tiny_images, tiny_model_dir):  # noqa: F811
-    names = _names(tiny_model_dir)
+def test_v1_predict_one_and_several_images(predictor_server: Predictor, tiny_images: list[bytes], model_dir: Path):
+    names = _names(model_dir)
     one = predictor_server.v1({"instances": [{"image": {"b64": _b64(tiny_images[0])}}]})
     assert one.status_code == 200, one.text
     (prediction,) = one.json()["predictions"]
@@ -144,8 +152,8 @@ def test_v1_predict_one_and_several_images(predictor_server: Predictor, tiny_ima
     assert predictions[0]["detections"] == prediction["detections"]  # same image, same answer
 
 
-def test_v2_infer_bytes_base64(predictor_server: Predictor, tiny_images, tiny_model_dir):  # noqa: F811
-    names = _names(tiny_model_dir)
+def test_v2_infer_bytes_base64(predictor_server: Predictor, tiny_images: list[bytes], model_dir: Path):
+    names = _names(model_dir)
     body = {"id": "req-1", "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES",
                                        "data": [_b64(tiny_images[0]), _b64(tiny_images[1])]}]}
     response = predictor_server.v2(body)
@@ -181,7 +189,7 @@ def _bad_v1_cases(image: bytes) -> list[tuple[str, object, str]]:
     ]
 
 
-def test_bad_v1_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images):  # noqa: F811
+def test_bad_v1_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
     good = {"instances": [_b64(tiny_images[0])]}
     for code, body, message in _bad_v1_cases(tiny_images[0]):
         response = predictor_server.v1(body)
@@ -200,7 +208,7 @@ def test_bad_v1_inputs_get_400_with_a_precise_message(predictor_server: Predicto
         assert f'visionops_prediction_errors_total{{model_name="{NAME}",reason="{code}"}}' in metrics
 
 
-def test_bad_v2_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images):  # noqa: F811
+def test_bad_v2_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
     image = _b64(tiny_images[0])
     cases = [
         ([{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}], "has datatype FP32"),
@@ -223,7 +231,8 @@ def test_bad_v2_inputs_get_400_with_a_precise_message(predictor_server: Predicto
     assert ok.status_code == 200
 
 
-def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, tiny_images, tiny_model_dir):  # noqa: F811
+def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, tiny_images: list[bytes],
+                                                  model_dir: Path):
     assert predictor_server.v1({"instances": [_b64(tiny_images[3])]}).status_code == 200
     metrics = predictor_server.metrics()
     for series in (
@@ -235,14 +244,14 @@ def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, t
     ):
         assert series in metrics, series
     by_class = [line for line in metrics.splitlines() if line.startswith("visionops_predictions_total{")]
-    assert by_class and all(any(f'class_name="{n}"' in line for n in _names(tiny_model_dir)) for line in by_class)
+    assert by_class and all(any(f'class_name="{n}"' in line for n in _names(model_dir)) for line in by_class)
 
 
 @pytest.mark.mlflow
-def test_serves_a_registered_model_from_mlflow(
-    registered_tiny_model: RegisteredModel, mlflow_uri: str, tiny_images, tmp_path: Path  # noqa: F811
-):
-    server = _start(["--model-uri", registered_tiny_model.alias_uri, "--tracking-uri", mlflow_uri,
+def test_serves_a_registered_model_from_mlflow(mlflow_uri: str, model_dir: Path, tiny_images: list[bytes],
+                                               tmp_path: Path):
+    registered: RegisteredModel = register_model_dir(mlflow_uri, model_dir, f"served-detector-{uuid.uuid4().hex[:6]}")
+    server = _start(["--model-uri", registered.alias_uri, "--tracking-uri", mlflow_uri,
                      "--download-dir", str(tmp_path / "download"), "--imgsz", "64", "--confidence", "0.0001"],
                     tmp_path / "server.log")
     try:
@@ -251,10 +260,12 @@ def test_serves_a_registered_model_from_mlflow(
         assert response.json()["predictions"][0]["num_detections"] > 0
         image = _b64(tiny_images[0])
         v2 = server.v2({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [image]}]})
-        assert v2.json()["model_version"] == registered_tiny_model.version
+        assert v2.json()["model_version"] == registered.version
         info = (f'visionops_active_model_info{{alias="production",model_name="{NAME}",'
-                f'run_id="{registered_tiny_model.run_id}",version="{registered_tiny_model.version}"}} 1.0')
+                f'run_id="{registered.run_id}",version="{registered.version}"}} 1.0')
         assert info in server.metrics()
-        assert (tmp_path / "download" / "best.pt").is_file()
+        # only what the predictor needs came down (no best.pt)
+        assert sorted(p.name for p in (tmp_path / "download").iterdir()) == [
+            "best.onnx", "class_map.json", "data_card.json"]
     finally:
         server.stop()

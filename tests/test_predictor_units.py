@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
@@ -15,6 +16,7 @@ from PIL import Image
 from predictor.artifacts import ModelArtifactError, RegistryRef, parse_models_uri, validate_model_dir
 from predictor.cli import KSERVE_MOUNT, build_parser, endpoint_lines, resolve_source
 from predictor.detections import image_prediction
+from predictor.onnx_yolo import Detections, decode, letterbox_geometry, nms, resize_bilinear, to_image
 from predictor.payload import PayloadError, decode_base64, decode_images, images_from_v1, images_from_v2
 from predictor.settings import ServingSettings
 
@@ -182,10 +184,11 @@ def test_parse_models_uri_rejects_other_forms(uri):
 def test_validate_model_dir_names_what_is_missing(tmp_path: Path):
     with pytest.raises(ModelArtifactError, match="does not exist"):
         validate_model_dir(tmp_path / "nope")
-    (tmp_path / "best.onnx").write_bytes(b"")
-    with pytest.raises(ModelArtifactError, match=r"lacks best.pt, class_map.json .*found \['best.onnx'\]"):
+    (tmp_path / "best.pt").write_bytes(b"")
+    with pytest.raises(ModelArtifactError, match=r"lacks best.onnx, class_map.json \(expected best.onnx and "
+                                                 r"class_map.json; found \['best.pt'\]"):
         validate_model_dir(tmp_path)
-    (tmp_path / "best.pt").write_bytes(b"weights")
+    (tmp_path / "best.onnx").write_bytes(b"model")
     (tmp_path / "class_map.json").write_text(json.dumps({"nc": 2}))
     with pytest.raises(ModelArtifactError, match=r'must hold \{"names"'):
         validate_model_dir(tmp_path)
@@ -193,7 +196,9 @@ def test_validate_model_dir_names_what_is_missing(tmp_path: Path):
     with pytest.raises(ModelArtifactError, match="not readable JSON"):
         validate_model_dir(tmp_path)
     (tmp_path / "class_map.json").write_text(json.dumps({"names": ["casting/inclusoes", "screw/defect"]}))
-    assert validate_model_dir(tmp_path) == (tmp_path / "best.pt", ["casting/inclusoes", "screw/defect"])
+    assert validate_model_dir(tmp_path) == (tmp_path / "best.onnx", ["casting/inclusoes", "screw/defect"])
+    (tmp_path / "best.pt").unlink()  # the PyTorch weights are not needed
+    assert validate_model_dir(tmp_path)[0] == tmp_path / "best.onnx"
 
 
 def test_cli_defaults_and_source_order(monkeypatch: pytest.MonkeyPatch):
@@ -215,3 +220,66 @@ def test_cli_defaults_and_source_order(monkeypatch: pytest.MonkeyPatch):
     assert resolve_source(args) == {"model_uri": "models:/det/7"}
     args = build_parser(ServingSettings.from_config()).parse_args(["--model-dir", "/m"])
     assert resolve_source(args) == {"model_dir": "/m"}
+
+
+def test_cli_device_and_threads(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    monkeypatch.delenv("VISIONOPS_INTRA_OP_THREADS", raising=False)
+    parser = build_parser(ServingSettings.from_config())
+    args = parser.parse_args([])
+    assert (args.device, args.intra_op_threads) == (None, 0)  # 0: ONNX Runtime's default
+    args = parser.parse_args(["--device", "cpu", "--intra-op-threads", "2"])
+    assert (args.device, args.intra_op_threads) == ("cpu", 2)
+    for bad in (["--device", "0"], ["--intra-op-threads", "-1"], ["--intra-op-threads", "two"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    assert "must be an integer >= 0 (0: ONNX Runtime's default), got 'two'" in capsys.readouterr().err
+    monkeypatch.setenv("VISIONOPS_INTRA_OP_THREADS", "3")  # e.g. the pod's CPU limit, set by the chart
+    assert build_parser(ServingSettings.from_config()).parse_args([]).intra_op_threads == 3
+
+
+# -- ONNX decoding (pure numpy) ---------------------------------------------------------------
+
+def test_letterbox_geometry_matches_ultralytics_rounding():
+    box = letterbox_geometry((200, 100), (64, 64))
+    assert (box.resized, box.pad_x, box.pad_y) == ((64, 32), 0, 16)
+    assert (box.scale_x, box.scale_y) == (0.32, 0.32)
+    odd = letterbox_geometry((100, 67), (64, 64))  # 64x43: 21 px of padding, 10 above and 11 below
+    assert (odd.resized, odd.pad_x, odd.pad_y) == ((64, 43), 0, 10)
+    assert letterbox_geometry((3000, 1), (640, 640)).resized == (640, 1)  # a thin image keeps one row
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10]], dtype=np.float32)
+    scores = np.array([0.5, 0.9, 0.4, 0.1], dtype=np.float32)
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]  # IoU(0, 1) = 0.82 > 0.5
+    assert nms(boxes, scores, 0.9).tolist() == [1, 0, 2]  # 0.82 <= 0.9; box 3 duplicates box 0
+    assert nms(boxes, scores, 0.9, max_keep=2).tolist() == [1, 0]
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).tolist() == []
+
+
+def test_decode_takes_the_best_class_above_the_threshold():
+    # [1, 4 + 3, 3]: per candidate box cx, cy, w, h, then 3 class scores; boxes 0 and 2 are the same place
+    output = np.array([[[10, 50, 10], [10, 50, 10], [4, 8, 4], [4, 8, 4],
+                        [0.1, 0.2, 0.3], [0.6, 0.1, 0.25], [0.2, 0.7, 0.1]]], dtype=np.float32)
+    found = decode(output, confidence=0.25, iou=0.45)
+    assert found.class_ids.tolist() == [2, 1, 0]  # box 1 (0.7), box 0 (0.6), box 2 (0.3: another class, kept)
+    np.testing.assert_allclose(found.boxes, [[46, 46, 54, 54], [8, 8, 12, 12], [8, 8, 12, 12]])
+    assert found.scores.tolist() == pytest.approx([0.7, 0.6, 0.3])
+    assert len(decode(output, confidence=0.3, iou=0.45)) == 2  # box 2's 0.3 is not above 0.3
+    assert len(decode(output, confidence=0.9, iou=0.45)) == 0
+
+
+def test_to_image_undoes_the_letterbox_and_clips():
+    box = letterbox_geometry((200, 100), (64, 64))
+    raw = Detections(np.array([[16, 24, 48, 40], [-8, 10, 70, 60]], np.float32), np.array([0.9, 0.5]), np.array([0, 1]))
+    np.testing.assert_allclose(to_image(raw, box, (200, 100)).boxes, [[50, 25, 150, 75], [0, 0, 200, 100]])
+
+
+def test_resize_bilinear_keeps_sizes_and_flat_colors():
+    flat = np.full((37, 53, 3), (10, 200, 30), dtype=np.uint8)
+    for size in ((20, 11), (80, 64), (1, 1)):
+        out = resize_bilinear(flat, size)
+        assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+        assert (out == flat[0, 0]).all()
+    ramp = np.repeat(np.arange(0, 256, 64, dtype=np.uint8)[None, :, None], 3, axis=2)  # 0 64 128 192
+    assert resize_bilinear(ramp, (2, 1))[0, :, 0].tolist() == [32, 160]  # the mean of each pair

@@ -1,0 +1,209 @@
+"""YOLO detection with ONNX Runtime: letterbox, run, decode, class-wise NMS, boxes back to the image.
+
+The model is an ultralytics detect export (``format="onnx"``, static, no NMS inside): one input
+``[1, 3, H, W]`` float32 RGB scaled to 0..1, one output ``[1, 4 + nc, N]`` holding per candidate box
+``cx, cy, w, h`` (input pixels) then ``nc`` class scores (no objectness). The steps below follow
+ultralytics' own ``predict`` (centered letterbox padded with gray 114, best class per box, score
+strictly above the confidence threshold, class-wise NMS, at most 300 boxes, boxes clipped to the image),
+so the served detections match what the training job's ``best.pt`` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from predictor.artifacts import ModelArtifactError
+
+PAD_VALUE = 114  # gray of the letterbox borders, as in training
+MAX_DETECTIONS = 300  # per image (ultralytics' max_det)
+MAX_NMS_CANDIDATES = 30_000  # highest-scoring boxes that enter NMS (ultralytics' max_nms)
+PROVIDERS = ["CPUExecutionProvider"]
+_ONE = 1 << 11  # OpenCV INTER_RESIZE_COEF_SCALE
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a resized image sits in the model input: ``input = original * scale + pad`` per axis."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    resized: tuple[int, int]  # (width, height) of the image inside the input
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes ``[n, 4]`` (x1, y1, x2, y2), scores ``[n]`` and class ids ``[n]`` of one image, best first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def letterbox_geometry(image_size: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
+    """Fit ``image_size`` (width, height) into ``input_size`` (width, height), aspect kept, centered."""
+    (width, height), (in_w, in_h) = image_size, input_size
+    gain = min(in_w / width, in_h / height)
+    new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
+    # ultralytics rounds the half padding down on the top/left side (the -0.1), the rest goes bottom/right
+    pad_x, pad_y = round((in_w - new_w) / 2 - 0.1), round((in_h - new_h) / 2 - 0.1)
+    return Letterbox(new_w / width, new_h / height, pad_x, pad_y, (new_w, new_h))
+
+
+def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and 11-bit fixed-point weights of a bilinear resize along one axis (OpenCV's
+    INTER_LINEAR: half-pixel centers, edge pixels repeated, no antialiasing; float32 positions as OpenCV)."""
+    pos = ((np.arange(dst) + 0.5) * (1.0 / (dst / src)) - 0.5).astype(np.float32)
+    first = np.floor(pos).astype(np.intp)
+    frac = pos - first.astype(np.float32)
+    outside = (first < 0) | (first + 1 >= src)
+    first, frac = np.where(outside, np.clip(first, 0, src - 1), first), np.where(outside, np.float32(0), frac)
+    w_first = np.rint((np.float32(1) - frac) * np.float32(_ONE)).astype(np.int32)
+    return first, np.minimum(first + 1, src - 1), w_first, _ONE - w_first
+
+
+def resize_bilinear(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [h, w, 3]`` -> ``uint8 [H, W, 3]`` (``size`` = (W, H)): the pixels of ``cv2.resize(...,
+    INTER_LINEAR)``, what ultralytics trains and predicts with, up to a rare 1/255 (OpenCV's SIMD rounding)."""
+    width, height = size
+    x0, x1, wx0, wx1 = _linear_taps(rgb.shape[1], width)
+    y0, y1, wy0, wy1 = _linear_taps(rgb.shape[0], height)
+    # horizontal pass once per source row used (upscaling reuses rows), scaled by 2**11, kept >> 4 as OpenCV
+    rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    picked = rgb.take(rows, axis=0)
+    across = picked.take(x0, axis=1).astype(np.int32)
+    across *= wx0[None, :, None]
+    right = picked.take(x1, axis=1).astype(np.int32)
+    right *= wx1[None, :, None]
+    across += right
+    across >>= 4
+    # vertical pass with OpenCV's rounding: high 16 bits of each product, then (top + bottom + 2) >> 2
+    out = across.take(where[:height], axis=0)
+    out *= wy0[:, None, None]
+    out >>= 16
+    bottom = across.take(where[height:], axis=0)
+    bottom *= wy1[:, None, None]
+    bottom >>= 16
+    out += bottom
+    out += 2
+    out >>= 2
+    return out.astype(np.uint8)  # weights sum to 2**11: no value above 255
+
+
+def preprocess(image: Image.Image, input_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """RGB image -> ``[1, 3, H, W]`` float32 in 0..1 (letterboxed to ``input_size`` = (W, H)) and its geometry."""
+    box = letterbox_geometry(image.size, input_size)
+    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    if image.size != box.resized:
+        pixels = resize_bilinear(pixels, box.resized)
+    canvas = np.full((input_size[1], input_size[0], 3), PAD_VALUE, dtype=np.uint8)
+    canvas[box.pad_y:box.pad_y + box.resized[1], box.pad_x:box.pad_x + box.resized[0]] = pixels
+    batch = np.divide(canvas.transpose(2, 0, 1)[None], np.float32(255.0), dtype=np.float32)
+    return np.ascontiguousarray(batch), box
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """Center-size boxes ``[n, 4]`` -> corner boxes ``[n, 4]``."""
+    half = boxes[:, 2:4] / 2
+    return np.concatenate([boxes[:, 0:2] - half, boxes[:, 0:2] + half], axis=1)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int = MAX_DETECTIONS) -> np.ndarray:
+    """Greedy NMS: indices of kept boxes by decreasing score; a box overlapping a kept one with IoU above
+    ``iou_threshold`` is dropped. Stops after ``max_keep`` boxes."""
+    x1, y1, x2, y2 = boxes.T
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size and len(keep) < max_keep:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        inter = (np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+                 * np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None))
+        union = areas[best] + areas[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode(output: np.ndarray, confidence: float, iou: float, max_detections: int = MAX_DETECTIONS) -> Detections:
+    """Raw output ``[1, 4 + nc, N]`` -> detections in model-input pixels (best class per box, class-wise NMS)."""
+    candidates = output[0].T  # [N, 4 + nc]
+    class_scores = candidates[:, 4:]
+    class_ids = class_scores.argmax(axis=1)
+    scores = class_scores[np.arange(len(class_ids)), class_ids]
+    chosen = np.flatnonzero(scores > confidence)
+    chosen = chosen[np.argsort(-scores[chosen], kind="stable")[:MAX_NMS_CANDIDATES]]
+    boxes, scores, class_ids = xywh_to_xyxy(candidates[chosen, :4]), scores[chosen], class_ids[chosen]
+    if not len(scores):
+        return Detections(boxes.reshape(0, 4), scores, class_ids)
+    # class-wise NMS in one pass: shift each class's boxes far enough that classes never overlap
+    shift = float(boxes.max() - boxes.min()) + 1.0
+    kept = nms(boxes + (class_ids * shift)[:, None], scores, iou, max_detections)
+    return Detections(boxes[kept], scores[kept], class_ids[kept])
+
+
+def to_image(detections: Detections, box: Letterbox, image_size: tuple[int, int]) -> Detections:
+    """Model-input pixel boxes -> original-image pixel boxes, clipped to the image (``image_size`` = (W, H))."""
+    width, height = image_size
+    boxes = detections.boxes.astype(np.float64)
+    boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - box.pad_x) / box.scale_x).clip(0, width)
+    boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - box.pad_y) / box.scale_y).clip(0, height)
+    return Detections(boxes, detections.scores, detections.class_ids)
+
+
+class YoloOnnx:
+    """An ultralytics YOLO detect model exported to ONNX, run on the CPU by ONNX Runtime.
+
+    The constructor loads and checks the file (:class:`ModelArtifactError` when it is not a static
+    single-image detect export). :meth:`detect` is thread-safe (``InferenceSession.run`` is).
+    """
+
+    def __init__(self, path: Path, intra_op_threads: int = 0):
+        options = ort.SessionOptions()
+        if intra_op_threads > 0:
+            options.intra_op_num_threads = intra_op_threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/InvalidGraph types
+            raise ModelArtifactError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
+        self.path = path
+        task = self.session.get_modelmeta().custom_metadata_map.get("task")  # ultralytics writes it
+        if task not in (None, "detect"):
+            raise ModelArtifactError(f"{path} is a {task!r} model; expected a 'detect' model")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        in_shape = list(inputs[0].shape) if len(inputs) == 1 else []
+        static = len(in_shape) == 4 and in_shape[1] == 3 and all(isinstance(d, int) and d > 0 for d in in_shape[2:])
+        if not static or (isinstance(in_shape[0], int) and in_shape[0] != 1):  # a named (dynamic) batch dim is ok
+            raise ModelArtifactError(
+                f"{path} must take one static input [1, 3, H, W] (an ultralytics export with dynamic=False); "
+                f"got {[(i.name, i.shape) for i in inputs]}")
+        out_shape = list(outputs[0].shape)
+        if len(out_shape) != 3 or not isinstance(out_shape[1], int) or out_shape[1] < 5:
+            raise ModelArtifactError(
+                f"{path} must output [1, 4 + number of classes, boxes] (an ultralytics detect export without "
+                f"NMS); got {[(o.name, o.shape) for o in outputs]}")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_size: tuple[int, int] = (in_shape[3], in_shape[2])  # (width, height)
+        self.output_channels: int = out_shape[1]
+        self.num_classes = self.output_channels - 4
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The raw model output ``[1, 4 + nc, N]`` of one preprocessed image."""
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def detect(self, image: Image.Image, confidence: float, iou: float,
+               max_detections: int = MAX_DETECTIONS) -> Detections:
+        """Detections of one RGB image, in its own pixel coordinates."""
+        batch, box = preprocess(image, self.input_size)
+        raw = decode(self.run(batch), confidence, iou, max_detections)
+        return to_image(raw, box, image.size)
