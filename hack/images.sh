@@ -24,7 +24,7 @@
 # Environment:
 #   VISIONOPS_CLUSTER_DIR   the cluster whose node gets the images (default $VISIONOPS_CACHE/cluster)
 #   IMAGE_TAG               tag of the project images (default 0.1.0: the chart's and docs' tag)
-#   TORCH_INDEX_URL         passed to the job and predictor builds (see the Dockerfiles)
+#   TORCH_INDEX_URL         passed to the job build (see docker/job.Dockerfile)
 #   DEBIAN_MIRROR           debootstrap mirror (default http://deb.debian.org/debian)
 #   HOST_CA_DIR             extra CA certificates (*.crt) the base image trusts, like this host does
 #                           (default /usr/local/share/ca-certificates; HOST_CA_DIR= for none). Where
@@ -216,7 +216,7 @@ build_project_image() {
   fi
   dockerd_up
   if ! id=$(docker_id "$keyref"); then
-    [[ -n ${TORCH_INDEX_URL:-} && $name != operator ]] && args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
+    [[ -n ${TORCH_INDEX_URL:-} && $name == job ]] && args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
     log "$name: docker build -f docker/$name.Dockerfile (key $key)"
     DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "unix://$DOCKER_EXEC/docker.sock" build --network host \
       --force-rm -f "$REPO/docker/$name.Dockerfile" -t "$keyref" "${args[@]}" "$REPO" >"$IMG/build-$name.log" 2>&1 \
