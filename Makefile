@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/visionops
 
-.PHONY: venv demo test test-node-deps lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
+.PHONY: venv demo test prebuild go-builds test-images test-node-deps lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,9 +17,24 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/visionops demo
 
-test: venv k8s-binaries kserve-binary test-node-deps
+test: venv prebuild
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# What the tests build once and cache outside the repo (~/.cache/visionops). Two lanes: the Go builds
+# (CPU bound) and, as root, the Debian packages and image builds (network and disk bound) side by side.
+ROOT := $(filter 0,$(shell id -u))
+prebuild:
+	@$(MAKE) --no-print-directory -j2 go-builds $(if $(ROOT),test-images)
+
+go-builds:
+	hack/build-k8s.sh $(if $(ROOT),--node)
+	hack/kserve.sh build
+
+# The operator, job and predictor images of the e2e test, built (not imported: the test's node does that).
+test-images: test-node-deps
+	@if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then hack/images.sh --no-import; \
+	else echo "no dockerd/debootstrap: the e2e test will skip"; fi
 
 # As root with apt, the Debian packages the node and e2e tests need (idempotent); elsewhere those tests skip
 # and say why.

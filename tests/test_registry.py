@@ -1,6 +1,6 @@
 """The registry library and ``visionops register`` against a real MLflow server.
 
-Runs are made directly on the server (a ``model/`` folder with a placeholder ``best.pt``, the
+Runs are made directly on the server (a ``model/`` folder with placeholder ``best.pt`` and ``best.onnx``, the
 ``map50`` metric and ``per_class_ap50.json``): registration and the gate read nothing else.
 The real trained model goes through the same path in ``test_training_job.py``.
 """
@@ -49,6 +49,7 @@ def make_run(client: MlflowClient, tmp_path: Path):
             folder = tmp_path / run_id / "model"
             folder.mkdir(parents=True)
             (folder / "best.pt").write_bytes(b"placeholder weights")
+            (folder / "best.onnx").write_bytes(b"placeholder onnx")
             (folder / "class_map.json").write_text(json.dumps({"names": sorted(per_class)}))
             client.log_artifacts(run_id, str(folder), "model")
         client.set_terminated(run_id, status)
@@ -86,7 +87,8 @@ def test_staging_alias_follows_the_newest_version(client, model_name, make_run):
 
 
 def test_runs_that_cannot_be_registered_are_refused(client, model_name, make_run):
-    with pytest.raises(RegistryError, match=r"has no model/best\.pt artifact"):
+    missing = r"lacks the artifacts model/best\.pt, model/best\.onnx, model/class_map\.json"
+    with pytest.raises(RegistryError, match=missing):
         registry.register_version(client, model_name, make_run(0.3, {}, model=False))
     with pytest.raises(RegistryError, match="is FAILED; only FINISHED training runs"):
         registry.register_version(client, model_name, make_run(0.3, {}, status="FAILED"))

@@ -23,6 +23,8 @@ from visionops.promotion import PromotionDecision, decide
 
 MODEL_ARTIFACT_PATH = "model"
 PER_CLASS_ARTIFACT = "per_class_ap50.json"
+# What a version must hold: the weights (retraining, analysis), the ONNX model and the class names (serving).
+REQUIRED_MODEL_FILES = ("best.pt", "best.onnx", "class_map.json")
 AP50_METRIC_PREFIX = "ap50/"
 PROMOTION_TAG = "visionops.io/promotion"
 PROMOTION_REASON_TAG = "visionops.io/promotion-reason"
@@ -107,9 +109,10 @@ def register_version(
     if run.info.status != "FINISHED":
         raise RegistryError(f"run {run_id} is {run.info.status}; only FINISHED training runs can be registered")
     listed = {Path(a.path).name for a in client.list_artifacts(run_id, artifact_path)}
-    if "best.pt" not in listed:
+    missing = [f"{artifact_path}/{file}" for file in REQUIRED_MODEL_FILES if file not in listed]
+    if missing:
         raise RegistryError(
-            f"run {run_id} has no {artifact_path}/best.pt artifact (found: {sorted(listed) or 'nothing'})"
+            f"run {run_id} lacks the artifacts {', '.join(missing)} (found: {sorted(listed) or 'nothing'})"
         )
     ensure_registered_model(client, name)
     existing = versions(client, name, run_id)

@@ -66,8 +66,10 @@ def cr(kind: str, name: str, spec: dict) -> str:
                        "spec": spec})
 
 
-def jobs_of(release: Release, label: str, name: str) -> list[str]:
-    return [j["metadata"]["name"] for j in release.get("jobs", "-l", f"{label}={name}")["items"]]
+def jobs_of(release: Release, label: str, name: str, component: str = "training") -> list[str]:
+    """Names of the Jobs of one CR (a retraining's Job also carries its DriftCheck's label)."""
+    selector = f"{label}={name},app.kubernetes.io/component={component}"
+    return [j["metadata"]["name"] for j in release.get("jobs", "-l", selector)["items"]]
 
 
 def ready_pod(release: Release, selector: str) -> str:
@@ -197,7 +199,7 @@ def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_relea
     assert status.get("driftDetected") is True, f"{status}\n{release.diagnostics()}"
     assert status["driftShare"] >= 0.5 and status["driftedFeatures"], status
     assert status.get("reportUri"), "no Evidently report in MLflow"
-    assert jobs_of(release, DRIFT_LABEL, DRIFT_CHECK) == [status["lastJobName"]]
+    assert jobs_of(release, DRIFT_LABEL, DRIFT_CHECK, "drift-check") == [status["lastJobName"]]
 
     def retraining_runs() -> list[str]:
         runs = release.get("trainingruns", "-l", f"{DRIFT_LABEL}={DRIFT_CHECK}")["items"]
