@@ -239,12 +239,26 @@ import_image() {
   ref=$(ref_of "$name")
   if node_has "$name" "$id"; then log "$name: already in the node's containerd"; return; fi
   dockerd_up
+  ensure_disk_for "$ref"
   log "$name: importing $ref into containerd (k8s.io)"
   docker_ save "$ref" | ctr_ images import - >/dev/null \
     || die "importing $ref into $CONTAINERD_SOCK failed"
   node_has "$name" "$id" || die "$ref is not in the node's containerd with id $id after the import"
   discard_layers "$ref"
   log "$name: imported in $((SECONDS - start)) s"
+}
+
+# ensure_disk_for REF: an import writes the image's layer blobs before it unpacks and drops them. Should that
+# bring the node's disk under the kubelet's eviction threshold (2 %), the kubelet deletes unused images to
+# reclaim space, the pause image among them, which nothing can pull again here. So refuse the import unless
+# the image fits with 5 % of the disk to spare.
+ensure_disk_for() {
+  local size avail total need
+  size=$(docker_ image inspect --format '{{.Size}}' "$1")
+  read -r total avail < <(df -B1 --output=size,avail "$CLUSTER_STATE" | tail -n1)
+  need=$((size + total / 20))
+  ((avail >= need)) || die "importing $1 needs about $(numfmt --to=iec "$need") free on $CLUSTER_STATE's filesystem \
+(its $(numfmt --to=iec "$size") of layers while they unpack + 5 % kept free for the kubelet); $(numfmt --to=iec "$avail") is free"
 }
 
 # discard_layers REF: drop the (uncompressed) layer blobs of an imported image from containerd's content

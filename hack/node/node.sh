@@ -296,6 +296,9 @@ failSwapOn: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+# An image import fills the disk for a minute (layer blobs, dropped once unpacked): lift the disk-pressure
+# taint 30 s after that, not the default 5 min.
+evictionPressureTransitionPeriod: 30s
 serializeImagePulls: false
 rotateCertificates: false
 serverTLSBootstrap: false
