@@ -169,7 +169,8 @@ image_key() {
   {
     echo "rootfs $ROOTFS_KEY"
     echo "args ${TORCH_INDEX_URL:-}"
-    sha256sum "$dockerfile" "$REPO/pyproject.toml" "$REPO/.dockerignore"
+    # Paths relative to the checkout, so that every clone of the same commit has the same key.
+    (cd "$REPO" && sha256sum "docker/$1.Dockerfile" pyproject.toml .dockerignore)
     (cd "$REPO" && copy_sources "$dockerfile" | sort -u | while read -r src; do
        find "$src" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' | LC_ALL=C sort
      done | xargs -r sha256sum)
