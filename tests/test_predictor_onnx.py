@@ -30,10 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def export_onnx_model_dir(model_dir: Path, out: Path, imgsz: int = 64) -> Path:
     """A copy of a model dir with ``best.onnx`` exported from its ``best.pt`` the way the training job does
-    (``format="onnx", imgsz=<training imgsz>, simplify=True``); a dir that has one already is returned as is."""
-    if (model_dir / "best.onnx").is_file():
+    (``format="onnx", imgsz=<training imgsz>, simplify=True``); a dir whose ``best.onnx`` already takes
+    ``imgsz`` pixels is returned as is."""
+    existing = model_dir / "best.onnx"
+    if existing.is_file() and onnx.load(str(existing)).graph.input[0].type.tensor_type.shape.dim[2].dim_value == imgsz:
         return model_dir
     shutil.copytree(model_dir, out, dirs_exist_ok=True)
+    (out / "best.onnx").unlink(missing_ok=True)
     from visionops import offline
 
     offline.configure()
