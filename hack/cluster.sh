@@ -55,40 +55,8 @@ bin_dir() {
 }
 
 # ---- ports ---------------------------------------------------------------------------------------
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# free_port TAKEN...: a random port below the ephemeral range that nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(shuf -i 20000-32000 -n 1)
-    [[ " $* " == *" $p "* ]] && continue
-    port_busy "$p" || { printf '%s\n' "$p"; return; }
-  done
-  die "no free port found on 127.0.0.1"
-}
-
-# choose_ports: explicit env > the previous run's ports (if still free) > random free ones.
-choose_ports() {
-  local name prev taken=()
-  declare -A previous=()
-  if [[ -f $PORTS_FILE ]]; then
-    while IFS='=' read -r name prev; do [[ -n $name ]] && previous[$name]=$prev; done <"$PORTS_FILE"
-  fi
-  : >"$PORTS_FILE.new"
-  for name in APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT; do
-    if [[ -n ${!name:-} ]]; then
-      port_busy "${!name}" && die "$name=${!name} is already in use on 127.0.0.1"
-    elif [[ -n ${previous[$name]:-} ]] && ! port_busy "${previous[$name]}"; then
-      printf -v "$name" '%s' "${previous[$name]}"
-    else
-      printf -v "$name" '%s' "$(free_port "${taken[@]}")"
-    fi
-    taken+=("${!name}")
-    printf '%s=%s\n' "$name" "${!name}" >>"$PORTS_FILE.new"
-  done
-  mv -f "$PORTS_FILE.new" "$PORTS_FILE"
-}
+# shellcheck source=lib/ports.sh
+source "$HERE/lib/ports.sh"  # port_busy, free_port, choose_ports FILE NAME...
 
 load_ports() {
   [[ -f $PORTS_FILE ]] || return 1
@@ -329,7 +297,7 @@ cmd_up() {
     ((node)) && APISERVER_BIND_ADDRESS=0.0.0.0
     ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-$(advertise_address)}
     ensure_pki
-    choose_ports
+    choose_ports "$PORTS_FILE" APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT
     write_kubeconfig "$KUBECONFIG_PATH" admin
     write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
     write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler

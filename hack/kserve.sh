@@ -127,39 +127,8 @@ exists() { [[ -n $(kubectl get "$@" -o name --ignore-not-found 2>/dev/null) ]]; 
 ours() { [[ $(kubectl get "$@" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by}' 2>/dev/null) == "$MANAGED_BY" ]]; }
 
 # ---- ports ---------------------------------------------------------------------------------------------
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {  # free_port TAKEN...: a random free port below the ephemeral range
-  local p
-  for _ in $(seq 1 200); do
-    p=$(shuf -i 20000-32000 -n 1)
-    [[ " $* " == *" $p "* ]] && continue
-    port_busy "$p" || { printf '%s\n' "$p"; return; }
-  done
-  die "no free port found on 127.0.0.1"
-}
-
-# choose_ports: explicit env > the previous run's ports (if still free) > random free ones.
-choose_ports() {
-  local name value taken=()
-  declare -A previous=()
-  if [[ -f $PORTS_FILE ]]; then
-    while IFS='=' read -r name value; do [[ -n $name ]] && previous[$name]=$value; done <"$PORTS_FILE"
-  fi
-  : >"$PORTS_FILE.new"
-  for name in KSERVE_WEBHOOK_PORT KSERVE_METRICS_PORT KSERVE_PROBE_PORT; do
-    if [[ -n ${!name:-} ]]; then
-      port_busy "${!name}" && die "$name=${!name} is already in use on 127.0.0.1"
-    elif [[ -n ${previous[$name]:-} ]] && ! port_busy "${previous[$name]}"; then
-      printf -v "$name" '%s' "${previous[$name]}"
-    else
-      printf -v "$name" '%s' "$(free_port "${taken[@]}")"
-    fi
-    taken+=("${!name}")
-    printf '%s=%s\n' "$name" "${!name}" >>"$PORTS_FILE.new"
-  done
-  mv -f "$PORTS_FILE.new" "$PORTS_FILE"
-}
+# shellcheck source=lib/ports.sh
+source "$HERE/lib/ports.sh"  # port_busy, free_port, choose_ports FILE NAME...
 
 # saved_port NAME: the port the last `up` chose (environment settings win only when `up` runs).
 saved_port() { [[ -f $PORTS_FILE ]] && sed -n "s/^$1=\([0-9]*\)$/\1/p" "$PORTS_FILE"; }
@@ -372,7 +341,7 @@ cmd_up() {
   ensure_namespace
   install_config "$src"
   ensure_certs
-  choose_ports
+  choose_ports "$PORTS_FILE" KSERVE_WEBHOOK_PORT KSERVE_METRICS_PORT KSERVE_PROBE_PORT
   start_manager
   wait_until "the manager's /readyz (webhook server started)" ready
   install_webhooks "$src"
