@@ -80,5 +80,5 @@ kserve-down:
 
 # The end-to-end test alone: the chart on the local node (started or reused), the project's images built and
 # imported, a TrainingRun, promotion, HTTP predictions and a DriftCheck (tests/e2e; root, `make node-deps`).
-e2e: venv k8s-binaries kserve-binary
+e2e: venv prebuild
 	$(PY) -m pytest -m e2e tests/e2e --durations=0
