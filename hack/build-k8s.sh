@@ -144,9 +144,20 @@ EOF
   mv -f "$ROOT/.tmp-etcd" "$BIN/etcd" && stamp etcd "$ETCD_VERSION"
 }
 
+# helm as its release build makes it (its Makefile): besides its own version, the Kubernetes version it
+# assumes without a cluster (`helm template`, `helm lint`) is stamped in from the k8s.io/client-go it
+# requires (v0.34.x -> 1.34). Unstamped, helm assumes v1.20 and refuses charts with a newer kubeVersion.
 build_helm() {
-  go_install helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  local gomod client_go major minor
+  gomod=$(go_mod_field "helm.sh/helm/v3@$HELM_VERSION" GoMod)
+  client_go=$(sed -n 's#^[[:space:]]*k8s.io/client-go v\([0-9.]*\).*#\1#p' "$gomod" | head -n1)
+  [[ $client_go =~ ^0\.([0-9]+)\. ]] || die "no k8s.io/client-go v0.X.Y in $gomod"
+  major=1 minor=${BASH_REMATCH[1]}
+  local flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    flags+=" -X $pkg.k8sVersionMajor=$major -X $pkg.k8sVersionMinor=$minor"
+  done
+  go_install helm "$HELM_VERSION+k8s$major.$minor" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$flags"
 }
 
 # go_install NAME VERSION PKG@VERSION [LDFLAGS]: `go install` one upstream command into $BIN.
