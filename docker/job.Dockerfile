@@ -53,7 +53,10 @@ ENV PATH=/opt/venv/bin:${PATH} \
     YOLO_AUTOINSTALL=false \
     YOLO_VERBOSE=false \
     MLFLOW_DISABLE_TELEMETRY=true \
-    DO_NOT_TRACK=1
+    DO_NOT_TRACK=true \
+    ITERATIVE_DO_NOT_TRACK=1 \
+    HF_HUB_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1
 COPY configs/ /app/configs/
 COPY visionops/ /app/visionops/
 COPY training_job/ /app/training_job/

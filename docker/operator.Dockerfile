@@ -37,7 +37,11 @@ ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     VISIONOPS_CONFIG_DIR=/app/configs \
     MLFLOW_DISABLE_TELEMETRY=true \
-    DO_NOT_TRACK=1 \
+    DO_NOT_TRACK=true \
+    ITERATIVE_DO_NOT_TRACK=1 \
+    HF_HUB_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    YOLO_OFFLINE=1 \
     HOME=/home/visionops
 # Only the modules the operator imports: visionops (config, registry, promotion, results) and its own package.
 COPY configs/ /app/configs/

@@ -131,8 +131,6 @@ def _params(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one drift check; see the module docstring for the exit codes."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
         defaults = config.load("drift")
     except (OSError, ValueError) as exc:

@@ -142,12 +142,11 @@ EOF
 }
 
 # ---- processes -----------------------------------------------------------------------------------
-# alive NAME: the recorded pid runs and is still our binary (guards against pid reuse).
-alive() {
-  local pid
-  pid=$(cat "$RUN/$1.pid" 2>/dev/null) || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "/$1 "
-}
+# shellcheck source=lib/proc.sh
+source "$HERE/lib/proc.sh"  # proc_start, proc_alive, proc_pid, proc_stop, proc_wait
+
+# alive NAME: the recorded process runs (same pid and start time; see lib/proc.sh).
+alive() { proc_alive "$RUN/$1.pid"; }
 
 # start NAME ARGS...: run $BIN/NAME in its own session (process group); its pid is the group id.
 start() { local name=$1; shift; start_exe "$name" "$BIN/$name" "$@"; }
@@ -156,43 +155,13 @@ start() { local name=$1; shift; start_exe "$name" "$BIN/$name" "$@"; }
 start_exe() {
   local name=$1; shift
   log "starting $name (log: $LOGS/$name.log)"
-  # fds 8 and 9 (the locks) must not leak into the long-running process.
-  setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- 9>&- &
-  printf '%s\n' "$!" >"$RUN/$name.pid"
+  proc_start "$RUN/$name.pid" "$LOGS/$name.log" "$@"
 }
 
-stop() {
-  local name=$1 pid
-  pid=$(cat "$RUN/$name.pid" 2>/dev/null) || return 0
-  if alive "$name"; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name (pid $pid) ignored SIGTERM for 10 s; killing it"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    log "stopped $name (pid $pid)"
-  fi
-  # Whatever else is left in the process group (children of a node component, later) goes too.
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$RUN/$name.pid"
-}
+stop() { proc_stop "$RUN/$1.pid" "$1"; }
 
 # wait_for NAME DESCRIPTION COMMAND...: poll COMMAND until it succeeds; fail fast if NAME died.
-wait_for() {
-  local name=$1 what=$2; shift 2
-  local deadline=$((SECONDS + UP_TIMEOUT))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$name"; then
-      log "$name exited; last lines of $LOGS/$name.log:"
-      tail -n 25 "$LOGS/$name.log" >&2 || true
-      die "$name failed to start"
-    fi
-    ((SECONDS < deadline)) || { tail -n 25 "$LOGS/$name.log" >&2; die "timed out after ${UP_TIMEOUT}s waiting for $what"; }
-    sleep 0.25
-  done
-}
+wait_for() { local name=$1; shift; proc_wait "$RUN/$name.pid" "$name" "$LOGS/$name.log" "$UP_TIMEOUT" "$@"; }
 
 https_ok() {  # https_ok PORT PATH: admin-authenticated GET returns "ok"
   [[ $(curl -s --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
@@ -354,7 +323,7 @@ cmd_env() {
 cmd_status() {
   local name rc=0
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
-    if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
+    if alive "$name"; then echo "$name: running (pid $(proc_pid "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
   BIN=${VISIONOPS_K8S_BIN:-$("$HERE/build-k8s.sh" --print-bin-dir)}
   node_status

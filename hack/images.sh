@@ -115,42 +115,35 @@ ensure_rootfs() {
 }
 
 # ---- dockerd -----------------------------------------------------------------------------------------
-DOCKERD_PID=""
+# shellcheck source=lib/proc.sh
+source "$HERE/lib/proc.sh"  # proc_start, proc_alive, proc_stop, proc_wait
+DOCKERD_PROC=""  # the pid file of the dockerd this run started (lib/proc.sh), once it is up
 docker_() { docker --host "unix://$DOCKER_EXEC/docker.sock" "$@"; }
 
 dockerd_up() {
-  [[ -n $DOCKERD_PID ]] && return
+  [[ -n $DOCKERD_PROC ]] && return
   command -v dockerd >/dev/null || die "dockerd not found: run 'sudo hack/node-deps.sh images'"
   mkdir -p "$DOCKER_ROOT" "$DOCKER_EXEC"
   local start=$SECONDS
+  DOCKERD_PROC=$DOCKER_EXEC/dockerd.proc
+  trap dockerd_down EXIT
   # No bridge, no iptables rules, no forwarding: this daemon changes nothing in the host's network.
-  setsid dockerd --data-root "$DOCKER_ROOT" --exec-root "$DOCKER_EXEC" --pidfile "$DOCKER_EXEC/dockerd.pid" \
+  proc_start "$DOCKERD_PROC" "$IMG/dockerd.log" dockerd --data-root "$DOCKER_ROOT" --exec-root "$DOCKER_EXEC" \
+    --pidfile "$DOCKER_EXEC/dockerd.pid" \
     --host "unix://$DOCKER_EXEC/docker.sock" --storage-driver overlay2 \
     --exec-opt native.cgroupdriver=cgroupfs --bridge none --iptables=false --ip6tables=false \
-    --ip-forward=false --ip-masq=false --userland-proxy=false --oom-score-adjust 0 \
-    </dev/null >>"$IMG/dockerd.log" 2>&1 9>&- &
-  DOCKERD_PID=$!
-  trap dockerd_down EXIT
-  until docker_ info >/dev/null 2>&1; do
-    kill -0 "$DOCKERD_PID" 2>/dev/null || { tail -n 20 "$IMG/dockerd.log" >&2; die "dockerd exited (log: $IMG/dockerd.log)"; }
-    ((SECONDS - start < 60)) || die "dockerd not ready after 60 s (log: $IMG/dockerd.log)"
-    sleep 0.2
-  done
+    --ip-forward=false --ip-masq=false --userland-proxy=false --oom-score-adjust 0
+  proc_wait "$DOCKERD_PROC" dockerd "$IMG/dockerd.log" 60 "dockerd's API" docker_ info
   log "dockerd up in $((SECONDS - start)) s (data root $DOCKER_ROOT)"
 }
 
 dockerd_down() {
-  [[ -n $DOCKERD_PID ]] || return 0
-  kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$DOCKERD_PID" 2>/dev/null; then
-    log "dockerd ignored SIGTERM for 30 s; killing it"
-    kill -KILL -- "-$DOCKERD_PID" 2>/dev/null || true
-  fi
+  [[ -n $DOCKERD_PROC ]] || return 0
+  proc_stop "$DOCKERD_PROC" dockerd 30
   unmount_under "$DOCKER_ROOT"
   unmount_under "$DOCKER_EXEC"
   rm -rf --one-file-system "$DOCKER_EXEC"  # sockets and runtime state only
-  DOCKERD_PID=""
+  DOCKERD_PROC=""
   log "dockerd stopped"
 }
 

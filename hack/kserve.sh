@@ -134,12 +134,11 @@ source "$HERE/lib/ports.sh"  # port_busy, free_port, choose_ports FILE NAME...
 saved_port() { [[ -f $PORTS_FILE ]] && sed -n "s/^$1=\([0-9]*\)$/\1/p" "$PORTS_FILE"; }
 
 # ---- process -------------------------------------------------------------------------------------------
-# alive: the recorded pid runs and is still our manager binary (guards against pid reuse).
-alive() {
-  local pid
-  pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(realpath "$MANAGER")" ]]
-}
+# shellcheck source=lib/proc.sh
+source "$HERE/lib/proc.sh"  # proc_start, proc_alive, proc_pid, proc_stop, proc_wait
+
+# alive: the recorded manager process runs (same pid and start time; see lib/proc.sh).
+alive() { proc_alive "$PID_FILE"; }
 
 ready() {
   local port
@@ -147,31 +146,10 @@ ready() {
     && [[ $(curl -s --max-time 2 "http://127.0.0.1:$port/readyz") == ok ]]
 }
 
-stop_manager() {
-  local pid
-  pid=$(cat "$PID_FILE" 2>/dev/null) || return 0
-  if alive; then  # only then: a stale pid may belong to someone else by now
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then log "manager (pid $pid) ignored SIGTERM for 10 s; SIGKILL"; fi
-    kill -KILL -- "-$pid" 2>/dev/null || true  # whatever is left in its process group
-    log "stopped the manager (pid $pid)"
-  fi
-  rm -f "$PID_FILE"
-}
+stop_manager() { proc_stop "$PID_FILE" "the manager"; }
 
 # wait_until DESCRIPTION COMMAND...: poll COMMAND; fail fast with the log tail if the manager died.
-wait_until() {
-  local what=$1 deadline=$((SECONDS + UP_TIMEOUT)); shift
-  until "$@" >/dev/null 2>&1; do
-    if ! alive; then
-      log "the manager exited; last lines of $LOG_FILE:"; tail -n 30 "$LOG_FILE" >&2 || true
-      die "the KServe manager failed to start"
-    fi
-    ((SECONDS < deadline)) || { tail -n 30 "$LOG_FILE" >&2; die "timed out after ${UP_TIMEOUT}s waiting for $what"; }
-    sleep 0.25
-  done
-}
+wait_until() { proc_wait "$PID_FILE" "the KServe manager" "$LOG_FILE" "$UP_TIMEOUT" "$@"; }
 
 # ---- what `up` installs --------------------------------------------------------------------------------
 # rendered_crds SRC: config/crd/full through kustomize, as a JSON stream; cached per version in $ROOT
@@ -313,13 +291,11 @@ start_manager() {
   mkdir -p "$MANAGER_TMP"
   log "starting the manager (webhook :$KSERVE_WEBHOOK_PORT, metrics 127.0.0.1:$KSERVE_METRICS_PORT, probes 127.0.0.1:$KSERVE_PROBE_PORT; log: $LOG_FILE)"
   # Its own session/process group, so `down` stops it and anything it started.
-  TMPDIR=$MANAGER_TMP POD_NAMESPACE=kserve setsid "$MANAGER" \
+  proc_start "$PID_FILE" "$LOG_FILE" env TMPDIR="$MANAGER_TMP" POD_NAMESPACE=kserve "$MANAGER" \
     --webhook-port="$KSERVE_WEBHOOK_PORT" \
     --metrics-addr="127.0.0.1:$KSERVE_METRICS_PORT" \
     --health-probe-addr="127.0.0.1:$KSERVE_PROBE_PORT" \
-    --leader-elect=false \
-    </dev/null >>"$LOG_FILE" 2>&1 8>&- 9>&- &  # without our lock fds, or it would hold the lock
-  printf '%s\n' "$!" >"$PID_FILE"
+    --leader-elect=false
 }
 
 # ---- commands ------------------------------------------------------------------------------------------
@@ -331,7 +307,7 @@ cmd_up() {
   flock 8
   local start=$SECONDS src
   if alive && ready && webhooks_served >/dev/null 2>&1; then
-    log "already running (pid $(cat "$PID_FILE"), state $STATE)"; printf '%s\n' "$STATE"; return
+    log "already running (pid $(proc_pid "$PID_FILE"), state $STATE)"; printf '%s\n' "$STATE"; return
   fi
   stop_manager  # leftovers of a crashed or half-started run
   preflight
@@ -384,7 +360,7 @@ cmd_down() {
 cmd_status() {
   init_runtime
   local rc=0
-  if alive; then echo "manager: running (pid $(cat "$PID_FILE"))"; else echo "manager: stopped"; rc=1; fi
+  if alive; then echo "manager: running (pid $(proc_pid "$PID_FILE"))"; else echo "manager: stopped"; rc=1; fi
   if ready; then echo "readyz: ok (http://127.0.0.1:$(saved_port KSERVE_PROBE_PORT)/readyz)"; else echo "readyz: not ready"; rc=1; fi
   if ((rc == 0)) && webhooks_served >/dev/null 2>&1; then
     echo "webhooks: served on https://127.0.0.1:$(saved_port KSERVE_WEBHOOK_PORT)"

@@ -1,1 +1,3 @@
 """predictor package."""
+
+import visionops  # noqa: F401  (first: turns library telemetry off before MLflow is imported)

@@ -1,82 +1,36 @@
 """The training Job end to end: real data prep, real ultralytics, real MLflow, zero network.
 
-The job runs in a subprocess (``python -m training_job``) under an audit hook that records, and
-blocks, every DNS lookup or connection to a non-loopback address, plus any connection to a dead
-proxy set in the environment: the job must make none. mAP is never asserted (2 epochs on tiny data).
+The job runs in a subprocess (``python -m training_job``) under the network audit of
+tests/fixtures/netaudit.py, which records and blocks every DNS lookup or connection to a non-loopback
+address, plus any connection to a dead proxy set in the environment: the job must make none. mAP is
+never asserted (2 epochs on tiny data).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from fixtures.netaudit import NetAudit
 from mlflow.tracking import MlflowClient
 
 from visionops import registry_cli
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
-DEAD_PROXY_PORT = 9
-
-# Runs argv[1] as a module (like `python -m`), with an audit hook recording network attempts.
-AUDITED = r"""
-import ipaddress, os, runpy, sys
-LOG = os.environ["NET_AUDIT_LOG"]
-DEAD_PORT = int(os.environ["NET_AUDIT_DEAD_PORT"])
-
-def _loopback(host):
-    if host in (None, "", "localhost") or isinstance(host, bytes) and host == b"localhost":
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-def _record(what):
-    with open(LOG, "a") as f:
-        f.write(what + "\n")
-    raise OSError(f"network blocked by the test audit hook: {what}")
-
-def _hook(event, args):
-    if event == "socket.connect":
-        addr = args[1]
-        if isinstance(addr, tuple) and (not _loopback(addr[0]) or addr[1] == DEAD_PORT):
-            _record(f"connect {addr[0]}:{addr[1]}")
-    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
-        host = args[0]
-        if isinstance(host, bytes):
-            host = host.decode()
-        if not _loopback(host):
-            _record(f"{event} {host}")
-
-sys.addaudithook(_hook)
-module = sys.argv[1]
-sys.argv = [module, *sys.argv[2:]]
-runpy.run_module(module, run_name="__main__", alter_sys=True)
-"""
-
-
-def audited_env(log: Path) -> dict[str, str]:
-    """The parent's env without any ultralytics switches (the job must set them), plus a dead proxy."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
-    dead = f"http://127.0.0.1:{DEAD_PROXY_PORT}"
-    env.update(NET_AUDIT_LOG=str(log), NET_AUDIT_DEAD_PORT=str(DEAD_PROXY_PORT), PYTHONPATH=str(REPO),
-               HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead,
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    return env
 
 
 def run_audited(module: str, args: list[str], log: Path, cwd: Path, timeout: int = 600,
                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    log.write_text("")
-    return subprocess.run([sys.executable, "-c", AUDITED, module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**audited_env(log), **(extra_env or {})})
+    """``python -m module args`` under the network audit (tests/fixtures/netaudit.py); attempts go to ``log``."""
+    audit = NetAudit.create(log.parent / f".netaudit-{uuid.uuid4().hex[:6]}")
+    proc = audit.run([sys.executable, "-m", module, *args], cwd=cwd, timeout=timeout, extra_env=extra_env)
+    log.write_text(audit.log.read_text())
+    return proc
 
 
 @pytest.fixture(scope="module")

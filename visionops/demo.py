@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", YOLO_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # with visionops.telemetry's opt-outs
     try:
         step(1, "generating a synthetic VISION dataset")
         from visionops.data.synth import generate

@@ -21,7 +21,7 @@ def start_mlflow_server(workdir: Path, port: int | None = None) -> tuple[subproc
     """Start ``mlflow server`` on loopback with sqlite and proxied local artifacts; wait until healthy."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # telemetry off: visionops.telemetry
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(workdir / "mlflow-server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(

@@ -488,7 +488,7 @@ node_status() {
   local c
   load_node_env || { echo "node: none"; return 0; }
   for c in "${NODE_COMPONENTS[@]}"; do
-    if alive "$c"; then echo "$c: running (pid $(cat "$RUN/$c.pid"))"; else echo "$c: stopped"; fi
+    if alive "$c"; then echo "$c: running (pid $(proc_pid "$RUN/$c.pid"))"; else echo "$c: stopped"; fi
   done
   echo "node: $NODE_NAME netns $NETNS IP $NODE_IP pods $POD_CIDR containerd $CONTAINERD_SOCK"
 }

@@ -3,5 +3,7 @@
 Imported as ``visionops_operator`` (the folder ``operator/`` never shadows the standard library).
 """
 
+import visionops  # noqa: F401  (first: turns library telemetry off before MLflow is imported)
+
 GROUP = "visionops.io"
 VERSION = "v1alpha1"

@@ -305,7 +305,9 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged(dockerfile: str) ->
     module = entry.group(1)
     assert (REPO.joinpath(*module.split(".")).with_suffix(".py").is_file()
             or (REPO / module / "__main__.py").is_file() or (REPO / "operator" / module / "__main__.py").is_file())
-    for env in ("VISIONOPS_CONFIG_DIR=/app/configs", "MLFLOW_DISABLE_TELEMETRY=true", "DO_NOT_TRACK=1"):
+    from visionops.telemetry import TELEMETRY_OFF
+
+    for env in ("VISIONOPS_CONFIG_DIR=/app/configs", *(f"{k}={v}" for k, v in TELEMETRY_OFF.items())):
         assert env in text, f"{dockerfile}.Dockerfile lacks ENV {env}"
     if dockerfile == "job":
         for env in ("YOLO_OFFLINE=1", "YOLO_AUTOINSTALL=false"):
@@ -332,6 +334,37 @@ def test_schema_rejects_bad_values(k8s_bin: Path, kube_version: str) -> None:
                 "operator.image.pullPolicy=Sometimes", "unknownTopLevel=1"):
         with pytest.raises(AssertionError, match=r"values don't meet the specifications|schema"):
             render(k8s_bin, kube_version, sets=[bad])
+
+
+@pytest.mark.cluster
+def test_pinned_helm_renders_without_a_cluster(k8s_bin: Path) -> None:
+    """`helm template` with no cluster and no --kube-version: helm assumes the Kubernetes version stamped
+    into it at build time (hack/build-k8s.sh), which must satisfy the chart's kubeVersion."""
+    version = helm(k8s_bin, "version", "--template", "{{.Version}}").strip()
+    pinned = dict(line.split() for line in subprocess.run(
+        [str(BUILD_SCRIPT), "--versions"], capture_output=True, text=True, check=True).stdout.splitlines())["helm"]
+    assert version == pinned
+    docs = [doc for doc in yaml.safe_load_all(helm(k8s_bin, "template", "t", str(CHART), "--namespace", "t")) if doc]
+    find(docs, "Deployment", "t-visionops-operator")
+    find(docs, "InferenceService")
+
+
+@pytest.mark.cluster
+def test_every_container_has_telemetry_off(k8s_bin: Path, kube_version: str) -> None:
+    """The chart's MLflow server, operator and predictor get exactly visionops.telemetry's opt-outs."""
+    from visionops.telemetry import TELEMETRY_OFF
+
+    docs = render(k8s_bin, kube_version)
+    pods = {f"Deployment/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+            for d in docs if d["kind"] == "Deployment"}
+    pods |= {f"InferenceService/{d['metadata']['name']}": d["spec"]["predictor"]
+             for d in docs if d["kind"] == "InferenceService"}
+    assert len(pods) >= 3, sorted(pods)
+    for where, pod in pods.items():
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            missing = {k: v for k, v in TELEMETRY_OFF.items() if env.get(k) != v}
+            assert not missing, f"{where} container {container['name']} lacks {missing}"
 
 
 @pytest.mark.cluster

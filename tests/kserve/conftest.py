@@ -34,7 +34,7 @@ class KServeController:
         return self.state_dir / "manager.log"
 
     def pid(self) -> int:
-        return int((self.state_dir / "manager.pid").read_text().strip())
+        return int((self.state_dir / "manager.pid").read_text().split()[0])  # "PID STARTTIME" (hack/lib/proc.sh)
 
 
 def _script(*args: str, env: dict[str, str], timeout: float) -> str:

@@ -168,3 +168,22 @@ visionops.predictorName: the InferenceService name (<fullname>-predictor unless 
 {{- define "visionops.predictorName" -}}
 {{- default (include "visionops.componentName" (list . "predictor")) .Values.predictor.name | trunc 45 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+The telemetry opt-outs every container of the chart gets (MLflow, Evidently, ultralytics, huggingface_hub):
+nothing phones home from a factory network. Kept equal to visionops.telemetry.TELEMETRY_OFF by a test.
+*/}}
+{{- define "visionops.telemetryOffEnv" -}}
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+- name: DO_NOT_TRACK
+  value: "true"
+- name: ITERATIVE_DO_NOT_TRACK
+  value: "1"
+- name: YOLO_OFFLINE
+  value: "1"
+- name: HF_HUB_OFFLINE
+  value: "1"
+- name: HF_HUB_DISABLE_TELEMETRY
+  value: "1"
+{{- end }}
