@@ -167,7 +167,7 @@ def test_analyze_hardest_images_logged_to_the_run(
         with Image.open(out / item["png"]) as png:
             assert png.format == "PNG" and png.width == 640
     logged = {Path(a.path).name for a in MlflowClient(mlflow_uri).list_artifacts(analysed_run, "analysis")}
-    assert logged == {"analysis.json", *(h["png"] for h in worst)}
+    assert logged == {"analysis.json", "per_class_ap50.png", *(h["png"] for h in worst)}
 
     # a VISION root gives the same val images and GT objects as its prepared dataset
     assert main(["analyze", "--run-id", analysed_run, "--tracking-uri", mlflow_uri, "--dataset",

@@ -100,7 +100,8 @@ def test_metrics_are_logged_per_epoch_and_per_class(trained, mlflow_uri):
 def test_artifacts_follow_the_model_layout(trained, mlflow_uri, tmp_path):
     client = MlflowClient(tracking_uri=mlflow_uri)
     run_id = trained["result"]["run_id"]
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "per_class_ap50.json", "results.csv"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "per_class_ap50.json", "results.csv", "plots",
+                                                              "analysis", "dataset"}
     assert {a.path for a in client.list_artifacts(run_id, "model")} == {
         "model/best.pt", "model/best.onnx", "model/class_map.json", "model/data_card.json"}
     local = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
@@ -121,7 +122,7 @@ def test_result_file_holds_the_contract(trained, mlflow_uri):
     assert sorted(result["per_class_ap50"]) == ["casting/inclusoes", "casting/rechupe", "screw/defect"]
     assert result["epochs_completed"] == 2
     assert result["duration_s"] > 0 and result["seconds_per_epoch"] > 0
-    assert set(result["phase_seconds"]) == {"setup", "prepare", "train", "validate", "export", "upload"}
+    assert set(result["phase_seconds"]) == {"setup", "prepare", "train", "validate", "analyze", "export", "upload"}
     # each value is rounded to 1 ms, so the sum may exceed the (also rounded) total by a few ms
     assert sum(result["phase_seconds"].values()) <= result["duration_s"] + 0.001 * len(result["phase_seconds"])
     assert "error" not in result
@@ -139,6 +140,8 @@ def test_trained_run_registers_and_passes_a_zero_threshold(trained, mlflow_uri, 
             mlflow_uri]
     assert registry_cli.main(argv) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "production -> version 1"
+    version = MlflowClient(tracking_uri=mlflow_uri).get_model_version(name, "1")
+    assert version.tags["visionops.io/dataset-digest"] == trained["result"]["dataset_digest"]
     from mlflow.artifacts import download_artifacts
 
     local = Path(download_artifacts(f"models:/{name}@production", tracking_uri=mlflow_uri))
@@ -197,3 +200,35 @@ def test_unreachable_mlflow_fails_before_preparing_data(synth_vision_root, tmp_p
     assert last.startswith(f"error: MLflow at {uri} failed: ") and "Connection refused" in last
     assert not (tmp_path / "work" / "data").exists()
     assert "run_id" not in json.loads((tmp_path / "result.json").read_text())
+
+
+def test_run_logs_training_plots_analysis_and_dataset(trained, mlflow_uri, tmp_path):
+    """Every run carries its pictures (docs/mlflow-layout.md): ultralytics' plots, the per-class analysis with the
+    hardest val images, and the dataset version with its card and sample grid."""
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    run_id = trained["result"]["run_id"]
+    plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
+    assert {"results.png", "confusion_matrix.png", "confusion_matrix_normalized.png"} <= plots, plots
+    assert any("PR_curve" in name for name in plots) and any("F1_curve" in name for name in plots), plots
+    analysis = {Path(a.path).name for a in client.list_artifacts(run_id, "analysis")}
+    assert {"analysis.json", "per_class_ap50.png"} <= analysis
+    report = json.loads(Path(client.download_artifacts(run_id, "analysis/analysis.json", str(tmp_path))).read_text())
+    assert report["run_id"] == run_id and report["artifact_path"] == "analysis/"
+    assert sorted(row["class"] for row in report["per_class"]) == sorted(trained["result"]["per_class_ap50"])
+    assert sum(report["bands"].values()) == 3
+    hardest = {item["png"] for item in report["analysis"]["hardest"]}
+    assert hardest and hardest <= analysis
+    from PIL import Image
+
+    with Image.open(client.download_artifacts(run_id, "analysis/per_class_ap50.png", str(tmp_path))) as chart:
+        assert chart.width >= 400 and chart.height >= 100
+    assert {Path(a.path).name for a in client.list_artifacts(run_id, "dataset")} == {"data_card.json", "samples.png"}
+
+    digest = trained["result"]["dataset_digest"]
+    assert digest.startswith("sha256:") and len(digest) == 71
+    run = client.get_run(run_id)
+    assert run.data.tags["visionops.io/dataset-digest"] == digest
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "vision[Casting,Screw]"
+    assert dataset_input.dataset.digest == digest.removeprefix("sha256:")[:12]
+    assert json.loads(dataset_input.dataset.source)["digest"] == digest

@@ -16,11 +16,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from training_job.metrics import SUMMARY_KEYS, per_class_ap50
-from visionops import offline
+from visionops import lineage, offline
 from visionops.registry import MODEL_ARTIFACT_PATH, PER_CLASS_ARTIFACT, class_metric_key
 
 Say = Callable[[str], None]
 KIND_TAG = "visionops.io/kind"
+PLOTS_ARTIFACT_DIR = "plots"  # ultralytics' training plots (docs/mlflow-layout.md)
+PLOT_SUFFIXES = (".png", ".jpg")
 IDENTITY_TAGS = {"namespace": "visionops.io/namespace", "name": "visionops.io/name", "uid": "visionops.io/uid"}
 
 
@@ -152,7 +154,7 @@ def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, say:
     model.train(
         data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
         patience=opts.patience, seed=opts.seed, deterministic=True, device=opts.device, workers=opts.workers,
-        amp=False, plots=False, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
+        amp=False, plots=True, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
         verbose=False,
     )
     trainer = model.trainer
@@ -183,6 +185,54 @@ def export_onnx(opts: TrainOptions, best: Path) -> Path:
     if not out.is_file():
         raise JobError(f"ONNX export wrote no file at {out}")
     return out
+
+
+def log_plots(client: MlflowClient, run_id: str, save_dir: Path) -> list[str]:
+    """Log ultralytics' plots of the run (results curves, PR/F1/P/R curves, confusion matrices, label and batch
+    previews) under ``plots/``; return their names."""
+    files = sorted(p for p in save_dir.iterdir() if p.is_file() and p.suffix.lower() in PLOT_SUFFIXES)
+    for path in files:
+        client.log_artifact(run_id, str(path), PLOTS_ARTIFACT_DIR)
+    return [p.name for p in files]
+
+
+def log_dataset(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, digest: str, say: Say) -> None:
+    """The dataset version: an MLflow dataset input with its digest, plus the data card and an annotated
+    sample grid under ``dataset/``."""
+    from visionops.data.samples import sample_grid
+
+    products = list(data.data_card.get("products", opts.products or []))
+    lineage.log_dataset_input(client, run_id, digest=digest, source=str(opts.dataset), products=products,
+                              card=data.data_card)
+    folder = opts.workdir / lineage.DATASET_ARTIFACT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(data.data_card_path, folder / "data_card.json")
+    try:
+        sample_grid(data, folder / "samples.png", split="val", seed=opts.seed)
+    except ValueError as error:  # DataError: no val image to show; the card is still logged
+        say(f"no sample grid: {error}")
+    client.log_artifacts(run_id, str(folder), lineage.DATASET_ARTIFACT_DIR)
+    say(f"dataset {lineage.dataset_name(products)} digest {digest}")
+
+
+def log_analysis(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, best: Path,
+                 summary: dict[str, float], per_class: dict[str, float], say: Say) -> dict[str, Any]:
+    """What ``visionops analyze --log`` makes, at the end of every run: per-class AP50 in bands (JSON and a
+    chart) and the hardest val images, GT against predictions, under ``analysis/``."""
+    from visionops import analysis, config
+
+    serving = config.load("serving")
+    rows = analysis.class_rows(per_class)
+    out = opts.workdir / analysis.ARTIFACT_DIR
+    report: dict[str, Any] = {"run_id": run_id, "map50": summary["map50"], "bands": analysis.band_counts(rows),
+                              "per_class": rows, "artifact_path": f"{analysis.ARTIFACT_DIR}/"}
+    report["analysis"] = analysis.analyze_weights(
+        weights=best, class_names=data.names, dataset=data.root, out=out, count=analysis.DEFAULT_HARDEST,
+        imgsz=opts.imgsz, conf=float(serving["confidence"]), nms_iou=float(serving["iou"]), device=opts.device,
+        say=say)
+    for path in analysis.write_report(report, out):
+        client.log_artifact(run_id, str(path), analysis.ARTIFACT_DIR)
+    return report
 
 
 def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path) -> Path:
@@ -232,10 +282,13 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
     exp_id = connect(opts, state, say)
     phase("prepare")
     data = prepare_dataset(opts, say)
+    digest = lineage.dataset_digest(data.root)
     phase("setup")
     run_id = start_run(opts, state, exp_id, data, say)
     client = state.client
     assert client is not None
+    phase("upload")
+    log_dataset(opts, data, client, run_id, digest, say)
     phase("train")
     trainer, logger = train(opts, data, client, run_id, say)
     best = Path(trainer.best)
@@ -244,6 +297,10 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
     summary, per_class = evaluate(opts, data, best)
     phase("upload")
     log_final(client, run_id, max(logger.completed, 1), summary, per_class, logger.completed)
+    log_plots(client, run_id, Path(trainer.save_dir))
+    phase("analyze")
+    say("analysing the val images (per-class AP50, hardest images)")
+    log_analysis(opts, data, client, run_id, best, summary, per_class, say)
     phase("export")
     say("exporting ONNX")
     onnx = export_onnx(opts, best)
@@ -265,6 +322,7 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
         "model_uri": f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}",
         "metrics": summary,
         "per_class_ap50": per_class,
+        "dataset_digest": digest,
         "epochs_completed": logger.completed,
         "seconds_per_epoch": round(sum(seconds) / len(seconds), 3) if seconds else None,
         "phase_seconds": phase.seconds,

@@ -31,6 +31,8 @@ RENDER_SIDE = 640
 REPORT_JSON = "analysis.json"
 ARTIFACT_DIR = "analysis"
 HARDEST_PREFIX = "hardest_"
+CLASS_CHART = "per_class_ap50.png"
+BAND_COLOURS = {"good": "#2e9d44", "fair": "#e0a400", "poor": "#d63a2f"}
 
 Say = Callable[[str], None]
 
@@ -274,23 +276,67 @@ def _file_stem(rank: int, name: str) -> str:
     return f"{HARDEST_PREFIX}{rank:02d}_{safe}"
 
 
+def render_class_chart(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
+    """Write ``out``: per-class AP50 as horizontal bars coloured by band (worst at the top), with the 40 % and
+    70 % band limits drawn; the picture of the old UI's step 5."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    names = [str(row["class"]) for row in rows]
+    values = [100.0 * float(row["ap50"]) for row in rows]
+    figure, axes = plt.subplots(figsize=(8.0, 1.2 + 0.32 * max(len(rows), 1)), dpi=100)
+    try:
+        axes.barh(range(len(rows)), values, color=[BAND_COLOURS[str(row["band"])] for row in rows])
+        axes.set_yticks(range(len(rows)), names, fontsize=8)
+        axes.invert_yaxis()
+        for limit in (FAIR_AP50, GOOD_AP50):
+            axes.axvline(100 * limit, color="#666666", linestyle="--", linewidth=0.8)
+        for y, value in enumerate(values):
+            axes.text(min(value + 1, 92), y, f"{value:.0f} %", va="center", fontsize=7)
+        axes.set_xlim(0, 100)
+        from matplotlib.patches import Patch
+
+        labels = {"good": "good >= 70 %", "fair": "fair 40-70 %", "poor": "poor < 40 %"}
+        axes.legend(handles=[Patch(color=BAND_COLOURS[b], label=labels[b]) for b in BANDS], loc="lower right",
+                    bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=7, frameon=False)
+        axes.set_xlabel("AP50 (%)")
+        axes.set_title("AP50 per class", loc="left")
+        figure.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out, format="png")
+    finally:
+        plt.close(figure)
+    return out
+
+
 def analyze_images(
     *, tracking_uri: str, run_id: str, dataset: str | Path, out: Path, count: int, imgsz: int, conf: float,
     nms_iou: float, device: str, say: Say,
 ) -> dict[str, Any]:
     """Predict the val images with the run's model, rank them by error, draw the ``count`` hardest into ``out``."""
-    if count < 0:
-        raise ValueError(f"hardest count must be >= 0, got {count}")
     with tempfile.TemporaryDirectory(prefix="visionops-analysis-") as tmp:
         say(f"downloading model/best.pt of run {run_id}")
         weights, class_names = download_model(tracking_uri, run_id, Path(tmp))
-        products = sorted({name.split("/", 1)[0] for name in class_names})
-        images = load_ground_truth(dataset, products)
-        if not images:
-            raise AnalysisError(f"dataset {dataset} has no val images")
-        say(f"predicting {len(images)} val images (imgsz {imgsz}, conf {conf}, device {device})")
-        predictions = predict(weights, [i.path for i in images], class_names, imgsz=imgsz, conf=conf,
-                              nms_iou=nms_iou, device=device)
+        return analyze_weights(weights=weights, class_names=class_names, dataset=dataset, out=out, count=count,
+                               imgsz=imgsz, conf=conf, nms_iou=nms_iou, device=device, say=say)
+
+
+def analyze_weights(
+    *, weights: Path, class_names: Sequence[str], dataset: str | Path, out: Path, count: int, imgsz: int,
+    conf: float, nms_iou: float, device: str, say: Say,
+) -> dict[str, Any]:
+    """:func:`analyze_images` for weights already on disk (the training job's ``best.pt``)."""
+    if count < 0:
+        raise ValueError(f"hardest count must be >= 0, got {count}")
+    products = sorted({name.split("/", 1)[0] for name in class_names})
+    images = load_ground_truth(dataset, products)
+    if not images:
+        raise AnalysisError(f"dataset {dataset} has no val images")
+    say(f"predicting {len(images)} val images (imgsz {imgsz}, conf {conf}, device {device})")
+    predictions = predict(weights, [i.path for i in images], class_names, imgsz=imgsz, conf=conf,
+                          nms_iou=nms_iou, device=device)
     errors = {image.name: match_boxes(image.boxes, boxes) for image, boxes in zip(images, predictions, strict=True)}
     by_name = {image.name: (image, boxes) for image, boxes in zip(images, predictions, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
@@ -339,10 +385,19 @@ def analyze(
     report["analysis"] = analyze_images(tracking_uri=tracking_uri, run_id=run_id, dataset=dataset, out=out,
                                         count=count, imgsz=imgsz, conf=conf, nms_iou=nms_iou, device=device, say=say)
     report["artifact_path"] = f"{ARTIFACT_DIR}/" if log else None
-    (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    files = write_report(report, out)
     if log:
         say(f"logging {out} to run {run_id} under {ARTIFACT_DIR}/")
-        files = [out / REPORT_JSON, *(out / item["png"] for item in report["analysis"]["hardest"])]
         for path in files:
             client.log_artifact(run_id, str(path), ARTIFACT_DIR)
     return report
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``analysis.json`` and the per-class chart into ``out``; return every file of the analysis (also the
+    hardest-image PNGs): the ``analysis/`` artifact layout of a run (docs/mlflow-layout.md)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    chart = render_class_chart(report["per_class"], out / CLASS_CHART)
+    hardest_pngs = [out / item["png"] for item in report.get("analysis", {}).get("hardest", [])]
+    return [out / REPORT_JSON, chart, *hardest_pngs]

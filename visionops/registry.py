@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from visionops import config
+from visionops.lineage import DIGEST_TAG, SOURCE_TAG
 from visionops.promotion import PromotionDecision, decide
 
 MODEL_ARTIFACT_PATH = "model"
@@ -30,6 +31,8 @@ PROMOTION_TAG = "visionops.io/promotion"
 PROMOTION_REASON_TAG = "visionops.io/promotion-reason"
 # Run tags copied onto the model version, so a version names the TrainingRun that produced it.
 IDENTITY_TAGS = ("visionops.io/namespace", "visionops.io/name", "visionops.io/uid")
+# Run tags a registered version copies: who trained it and from which dataset version (visionops.lineage).
+VERSION_TAGS_FROM_RUN = (*IDENTITY_TAGS, DIGEST_TAG, SOURCE_TAG)
 _RESERVED_ALIAS = re.compile(r"^[vV]\d+$")
 _METRIC_UNSAFE = re.compile(r"[^\w.\- ]")
 
@@ -119,7 +122,7 @@ def register_version(
     if existing:
         version = existing[0]
     else:
-        tags = {key: value for key, value in run.data.tags.items() if key in IDENTITY_TAGS}
+        tags = {key: value for key, value in run.data.tags.items() if key in VERSION_TAGS_FROM_RUN}
         version = client.create_model_version(
             name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id, tags=tags,
             description=f"model/ of training run {run_id}",
