@@ -25,6 +25,8 @@ def test_demo_makes_no_outside_attempt(tmp_path: Path) -> None:
                       "--epochs", "2", "--imgsz", "64"], cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "[7/7] summary" in proc.stdout
+    drawn = tmp_path / "demo" / "prediction.png"
+    assert drawn.is_file() and f"drawn: {drawn}" in proc.stdout, proc.stdout[-2000:]
     assert audit.attempts() == []
 
 

@@ -61,6 +61,42 @@ def predict(base: str, model: str, image: Path) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+def val_images(vision: Path) -> list[Path]:
+    """The val images of every product, interleaved product by product (sorted within each)."""
+    per_product = [[p for p in sorted((product / "val").iterdir()) if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
+                   for product in sorted(p for p in vision.iterdir() if (p / "val").is_dir())]
+    return [image for group in zip(*per_product, strict=False) for image in group]
+
+
+def first_detection(base: str, model: str, images: list[Path], tries: int = 12) -> tuple[Path, dict[str, Any], int]:
+    """Predict val images until one gets a box (at most ``tries``); return it, its answer and how many were sent."""
+    if not images:
+        raise SystemExit("demo: the synthetic dataset has no val image")
+    for count, image in enumerate(images[:tries], start=1):
+        found = predict(base, model, image)["predictions"][0]
+        if found["num_detections"]:
+            return image, found, count
+    return images[0], predict(base, model, images[0])["predictions"][0], min(tries, len(images))
+
+
+def draw_detections(image: Path, detections: list[dict[str, Any]], out: Path) -> Path:
+    """Write ``out``: ``image`` with the predictor's boxes, class names and confidences drawn."""
+    from PIL import Image
+
+    from visionops.data.samples import DrawBox, class_colours, draw_boxes
+
+    names = sorted({d["class_name"] for d in detections})
+    colours = dict(zip(names, class_colours(max(len(names), 1)), strict=False))
+    with Image.open(image) as raw:
+        picture = raw.convert("RGB")
+    scale = max(1, 480 // max(picture.size))  # small images are enlarged so that the labels stay readable
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    draw_boxes(picture, [DrawBox(tuple(v * scale for v in d["bbox"]), f"{d['class_name']} {d['confidence']:.2f}",
+                                 colours[d["class_name"]]) for d in detections])
+    picture.save(out, format="PNG")
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     training = config.load("training")
     parser = argparse.ArgumentParser(prog="visionops demo", description=__doc__.splitlines()[0])
@@ -133,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         processes.append(serve)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/v2/models/{args.model_name}/ready", serve)
-        product = sorted(p for p in vision.iterdir() if p.is_dir())[0]
-        image = next(p for p in sorted((product / "val").iterdir()) if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-        answer = predict(base, args.model_name, image)
-        found = answer["predictions"][0]
-        print(f"  POST {base}/v1/models/{args.model_name}:predict ({image.name}) -> "
-              f"{found['num_detections']} detections")
+        image, found, tried = first_detection(base, args.model_name, val_images(vision))
+        note = f" (the first with any of {tried} val images)" if tried > 1 else ""
+        print(f"  POST {base}/v1/models/{args.model_name}:predict ({image.relative_to(vision)}) -> "
+              f"{found['num_detections']} detections{note}")
         for det in found["detections"][:5]:
             print(f"    {det['class_name']:<28} {det['confidence']:.2f} {[round(v) for v in det['bbox']]}")
+        drawn = draw_detections(image, found["detections"], work / "prediction.png")
+        print(f"  drawn: {drawn}" if found["detections"] else
+              f"  no val image got a box above the confidence threshold in {tried} tries (train longer: --epochs)")
 
         step(6, "simulating a drifted batch (brightness) and running the drift check")
         from visionops.data.drift_batch import simulate
@@ -161,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             ("model version", f"{args.model_name} v{version.version} ({alias})"),
             ("promotion", decision.reason),
             ("predictor", f"{base} (V1 /v1/models/{args.model_name}:predict, V2 /v2/models/{args.model_name}/infer)"),
-            ("prediction", f"{found['num_detections']} detections on {image.name}"),
+            ("prediction", f"{found['num_detections']} detections on {image.relative_to(vision)} (drawn: {drawn})"),
             ("drift", f"{drift.get('status')} share={drift.get('drift_share', 0):.2f} "
                       f"features={', '.join(drift.get('drifted_features', [])) or '-'}"),
             ("drift report", drift.get("report_uri", "-")),
