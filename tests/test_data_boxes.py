@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from pycocotools import mask as mask_utils
 
-from visionops.data.boxes import clamp_xywh, format_label_line, polygon_extent, source_box, to_yolo
+from visionops.data.boxes import (
+    bbox_values,
+    clamp_xywh,
+    format_label_line,
+    polygon_extent,
+    rle_object,
+    source_box,
+    to_yolo,
+)
 from visionops.data.classmap import ClassMap, build_class_map, global_name, is_roboflow_parent, load_class_map
 from visionops.data.errors import DataError
 from visionops.data.vision import Category
@@ -47,6 +55,44 @@ def test_polygon_extent_of_rle() -> None:
     # the same mask as uncompressed RLE (column-major runs, starting with zeros)
     uncompressed = {"size": [20, 30], "counts": [10 * 20 + 5, *[4, 16] * 6, 4, 11 + 13 * 20]}
     assert polygon_extent(uncompressed) == [10, 5, 7, 4]
+
+
+def _runs(mask) -> list[int]:
+    """Uncompressed COCO runs of a mask: column-major, alternating zeros and ones, starting with zeros."""
+    import numpy as np
+
+    flat = mask.flatten(order="F")
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_compressed_rle_is_read_as_pycocotools_writes_it(seed: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mask = np.asfortranarray((rng.random((37, 53)) < rng.uniform(0.05, 0.95)).astype(np.uint8))
+    rle = mask_utils.encode(mask)
+    as_list = {"size": [37, 53], "counts": _runs(mask)}
+    assert polygon_extent(rle) == polygon_extent(as_list) == [float(v) for v in mask_utils.toBbox(rle)]
+    assert rle_object({"size": [37, 53], "counts": rle["counts"].decode()})["counts"] == rle["counts"].decode()
+    assert mask_utils.decode(rle_object(as_list)).tolist() == mask.tolist()
+
+
+@pytest.mark.parametrize(
+    ("bbox", "message"),
+    [
+        ([1, 2, 3], "four finite numbers"),
+        ([1, float("nan"), 3, 4], "four finite numbers"),
+        ([1, 2, 3, False], "four finite numbers"),
+        ([1, 2, -3, 4], "negative width or height"),
+    ],
+)
+def test_bbox_values_refuses_what_is_not_four_finite_numbers(bbox: list, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bbox_values(bbox)
+    assert bbox_values((1, 2.5, 0, 4)) == [1.0, 2.5, 0.0, 4.0]
 
 
 @pytest.mark.parametrize(

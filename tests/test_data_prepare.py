@@ -9,42 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
-from PIL import Image
+from fixtures.datasets import ann, leftovers, write_split
 
 from visionops.data.errors import DataError
 from visionops.data.prepare import PreparedDataset, is_prepared_dataset, prepare
 
-# ---------------------------------------------------------------- helpers: hand-made VISION trees
-
-
-def write_split(
-    root: Path,
-    product: str,
-    split: str,
-    images: list[dict[str, Any]],
-    categories: list[dict[str, Any]],
-    annotations: list[dict[str, Any]] = (),  # type: ignore[assignment]
-) -> Path:
-    """Write ``images`` (``file_name``, real ``size``, optional ``json_size``) and their COCO file."""
-    split_dir = root / product / split
-    split_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i, image in enumerate(images):
-        Image.new("RGB", image["size"], (120, 120, 120)).save(split_dir / image["file_name"])
-        width, height = image.get("json_size", image["size"])
-        entries.append({"id": i, "file_name": image["file_name"], "width": width, "height": height})
-    coco = {"images": entries, "categories": categories, "annotations": list(annotations)}
-    path = split_dir / "_annotations.coco.json"
-    path.write_text(json.dumps(coco))
-    return path
-
-
-def ann(ann_id: int, image_id: int, category_id: int, bbox: Any = None, polygon: Any = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
-                           "segmentation": [polygon] if polygon else []}
-    if bbox is not None:
-        out["bbox"] = bbox
-    return out
+# ---------------------------------------------------------------- hand-made VISION trees
 
 
 ROBOFLOW_CATEGORIES = [
@@ -88,11 +58,6 @@ def quirky_root(tmp_path: Path) -> Path:
 def labels(dataset: PreparedDataset, split: str, name: str) -> list[list[float]]:
     text = (dataset.root / "labels" / split / f"{name}.txt").read_text()
     return [[float(v) for v in line.split()] for line in text.splitlines()]
-
-
-def leftovers(out: Path) -> list[str]:
-    """Anything at or beside ``out`` that a failed run may have left (the target or temp dirs)."""
-    return sorted(p.name for p in out.parent.iterdir() if p.name == out.name or p.name.startswith(f".{out.name}."))
 
 
 # ---------------------------------------------------------------- the synthetic session dataset

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drift_job.features import FEATURES, collect_images, feature_table, image_features, load_rgb
+from drift_job.features import FEATURES, collect_images, feature_table, file_features, image_features
+from visionops.images import ImageTooLarge
 
 
 def _save(path: Path, pixels: np.ndarray) -> Path:
@@ -51,7 +52,8 @@ def test_vertical_ramp_sharpness_is_squared_slope():
     assert image_features(pixels)["sharpness"] == pytest.approx((1 / (height - 1)) ** 2, rel=1e-5)
 
 
-def test_uint8_and_float_inputs_agree_with_the_plain_formulas():
+@pytest.mark.parametrize("strip_pixels", [1, 24 * 3, 24 * 31, 1 << 20])  # a row, 3 rows, all but one, whole
+def test_uint8_and_float_inputs_agree_with_the_plain_formulas(strip_pixels: int):
     pixels = np.random.default_rng(3).integers(0, 256, size=(32, 24, 3), dtype=np.uint8)
     rgb = pixels.astype(np.float64) / 255
     grey = rgb @ np.array([0.299, 0.587, 0.114])
@@ -62,8 +64,8 @@ def test_uint8_and_float_inputs_agree_with_the_plain_formulas():
         "contrast": grey.std(),
         "sharpness": (gx**2 + gy**2).mean(),
     }
-    assert image_features(pixels) == pytest.approx(expected, rel=1e-5)
-    assert image_features(pixels.astype(np.float32)) == pytest.approx(expected, rel=1e-5)
+    assert image_features(pixels, strip_pixels) == pytest.approx(expected, rel=1e-5)
+    assert image_features(pixels.astype(np.float32), strip_pixels) == pytest.approx(expected, rel=1e-5)
 
 
 def test_grey_and_rgba_arrays_are_accepted():
@@ -127,20 +129,32 @@ def test_feature_table_one_row_per_readable_image(tmp_path: Path):
     good = [_save(tmp_path / f"img{i}.png", np.full((5, 5, 3), 50 * i, dtype=np.uint8)) for i in range(3)]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    table = feature_table([*good, broken])
+    table = feature_table([*good, broken], max_pixels=10**6)
     assert list(table.columns) == ["image", *FEATURES]
     assert len(table) == 3
     assert table["brightness_mean"].tolist() == pytest.approx([0.0, 50 / 255, 100 / 255])
-    assert table.attrs["skipped"] == [str(broken)]
+    assert list(table.attrs["skipped"]) == [str(broken)]
 
 
 def test_empty_feature_table_keeps_its_columns():
-    table = feature_table([])
+    table = feature_table([], max_pixels=10**6)
     assert list(table.columns) == ["image", *FEATURES] and table.empty
 
 
-def test_load_rgb_converts_and_optionally_shrinks(tmp_path: Path):
-    path = tmp_path / "grey.png"
-    Image.fromarray(np.zeros((40, 100), dtype=np.uint8)).save(path)
-    assert load_rgb(path).shape == (40, 100, 3)
-    assert load_rgb(path, max_side=50).shape == (20, 50, 3)
+def test_file_features_equal_the_array_features(tmp_path: Path):
+    pixels = np.random.default_rng(5).integers(0, 256, size=(40, 100, 3), dtype=np.uint8)
+    rgb = _save(tmp_path / "rgb.png", pixels)
+    assert file_features(rgb, max_pixels=4000) == pytest.approx(image_features(pixels))
+    grey = _save(tmp_path / "grey.png", pixels[:, :, 0])
+    assert file_features(grey, max_pixels=4000) == pytest.approx(image_features(pixels[:, :, 0]))
+    with Image.open(rgb) as image:
+        image.thumbnail((50, 50), Image.Resampling.BILINEAR)
+        shrunk = np.asarray(image)
+    assert shrunk.shape == (20, 50, 3)
+    assert file_features(rgb, max_pixels=4000, max_side=50) == pytest.approx(image_features(shrunk))
+
+
+def test_file_features_refuse_an_image_over_the_pixel_cap_before_decoding(tmp_path: Path):
+    path = _save(tmp_path / "big.png", np.zeros((40, 100, 3)))
+    with pytest.raises(ImageTooLarge, match=r"^100x40 pixels is over the limit of 3999 pixels \(max_image_pixels\)$"):
+        file_features(path, max_pixels=3999)

@@ -16,6 +16,7 @@ from PIL import Image
 from drift_job.cli import main
 from drift_job.detect import detect_drift, skipped_reason
 from drift_job.features import FEATURES, collect_images, feature_table
+from visionops import config
 from visionops.data.drift_batch import simulate
 from visionops.local_mlflow import free_port
 
@@ -45,10 +46,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tables(images: dict[str, Path]):
+    cap = int(config.load("drift")["max_image_pixels"])
     return {
-        "reference": feature_table(collect_images(images["reference"], "train")),
-        "same": feature_table(collect_images(images["same"])),
-        "bright": feature_table(collect_images(images["bright"])),
+        "reference": feature_table(collect_images(images["reference"], "train"), cap),
+        "same": feature_table(collect_images(images["same"]), cap),
+        "bright": feature_table(collect_images(images["bright"]), cap),
     }
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from visionops import config
-from visionops.data.errors import DataError
+from visionops.data.errors import DataError, one_line
 
 DRIFT_KINDS = ("brightness", "noise", "blur", "mixed")
 
@@ -178,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 2
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except (DataError, OSError, ValueError) as exc:  # DataError first in spirit: bad input data
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1
 
 

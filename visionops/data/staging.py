@@ -26,15 +26,18 @@ def check_target(out: Path, replaceable: Callable[[Path], bool], what: str) -> N
 def staged_dir(out: str | Path, replaceable: Callable[[Path], bool], what: str) -> Iterator[Path]:
     """Yield a temp dir next to ``out``; on success it replaces ``out``, on error it is removed.
 
-    ``out`` is never half-written: it keeps its old content until the final rename. Its parent
-    must be writable and ``out`` itself must not be a mount point (it is renamed, not emptied).
+    ``out`` is never half-written: it keeps its old content until the final rename, and a failed run
+    also removes the parent folders it created for ``out``. Its parent must be writable and ``out``
+    itself must not be a mount point (it is renamed, not emptied).
     """
     out = Path(out).absolute()
     check_target(out, replaceable, what)
+    created = [parent for parent in out.parents if not parent.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp.chmod(0o755)
         yield tmp
         check_target(out, replaceable, what)
         old: Path | None = None
@@ -54,13 +57,24 @@ def staged_dir(out: str | Path, replaceable: Callable[[Path], bool], what: str) 
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created for its target, deepest first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Hardlink ``src`` to ``dst`` when the filesystem allows it, else copy the bytes."""
+    """Hardlink ``src`` (a symlink: its target) to ``dst`` when the filesystem allows it, else copy the bytes."""
     try:
-        os.link(src, dst)
+        os.link(src.resolve(), dst)  # link(2) on Linux would link a symlink itself, not its target
     except OSError:
         shutil.copyfile(src, dst)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -166,14 +166,19 @@ def _categories(coco: COCO, json_path: Path) -> dict[int, Category]:
 
 
 def _convert_annotation(
-    ann: dict[str, Any], record: ImageRecord, categories: dict[int, Category], warn: Any
+    ann: dict[str, Any], record: ImageRecord, categories: dict[int, Category], warn: Any, json_path: Path
 ) -> ObjectBox | None:
-    category = categories.get(ann.get("category_id"))  # type: ignore[arg-type]
+    """One annotation -> its box; odd ones are dropped with a warning, malformed ones raise :class:`DataError`."""
     where = f"{record.file_name} annotation {ann.get('id')}"
+    try:
+        box, origin = source_box(ann)
+    except ValueError as exc:
+        raise DataError(f"annotation file {json_path}: annotation {ann.get('id')!r} of image "
+                        f"{record.file_name!r}: {exc}") from exc
+    category = categories.get(ann.get("category_id"))  # type: ignore[arg-type]
     if category is None:
         warn("unknown_category", where, f"category_id {ann.get('category_id')!r} is not declared; dropped")
         return None
-    box, origin = source_box(ann)
     if box is None:
         warn("no_box", where, "neither a usable bbox nor a polygon; dropped")
         return None
@@ -186,6 +191,21 @@ def _convert_annotation(
     if overshoot > CLAMP_REPORT_PX:
         warn("clamped_box", where, f"box {[round(v, 2) for v in box]} clamped to the image")
     return ObjectBox(category.key, yolo, origin)
+
+
+def image_path(split_dir: Path, file_name: str) -> Path:
+    """``split_dir / file_name``, refused (:class:`ValueError`) unless it stays inside ``split_dir``.
+
+    Absolute names and ``..`` parts (``/`` or ``\\`` separated) are refused outright; symlinks are
+    followed and must land inside the split folder too.
+    """
+    parts = file_name.replace("\\", "/").split("/")
+    if file_name.startswith(("/", "\\")) or PureWindowsPath(file_name).drive or ".." in parts:
+        raise ValueError("must stay inside the split folder (no absolute path, no '..')")
+    path = split_dir / file_name
+    if not path.resolve().is_relative_to(split_dir.resolve()):
+        raise ValueError(f"resolves to {path.resolve()}, outside the split folder {split_dir.resolve()}")
+    return path
 
 
 def load_split(root: str | Path, product: str, split: str) -> SplitData:
@@ -210,7 +230,11 @@ def load_split(root: str | Path, product: str, split: str) -> SplitData:
             warn("duplicate_image", file_name, "listed twice; the first entry is kept")
             continue
         seen.add(file_name)
-        path = split_dir / file_name
+        try:
+            path = image_path(split_dir, file_name)
+        except ValueError as exc:
+            where = f"annotation file {json_path}: image {info.get('id')!r}"
+            raise DataError(f"{where} file_name {file_name!r} {exc}") from exc
         if not path.is_file():
             raise DataError(f"image file {path} listed in {json_path} is missing")
         width, height = image_size(path)
@@ -221,7 +245,7 @@ def load_split(root: str | Path, product: str, split: str) -> SplitData:
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[info["id"]])):
             if ann.get("category_id") in categories:
                 annotated.add(int(ann["category_id"]))
-            obj = _convert_annotation(ann, record, categories, warn)
+            obj = _convert_annotation(ann, record, categories, warn, json_path)
             if obj is not None:
                 record.objects.append(obj)
         images.append(record)
