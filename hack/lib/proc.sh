@@ -33,12 +33,12 @@ proc_start() {
 }
 
 # proc_pid PIDFILE: print the recorded pid.
-proc_pid() { local pid _; read -r pid _ <"$1" 2>/dev/null && [[ -n $pid ]] && printf '%s\n' "$pid"; }
+proc_pid() { local pid _; [[ -f $1 ]] && read -r pid _ <"$1" && [[ -n $pid ]] && printf '%s\n' "$pid"; }
 
 # proc_alive PIDFILE: the recorded process still runs (same pid, same start time, not exited).
 proc_alive() {
   local pid started now
-  read -r pid started <"$1" 2>/dev/null || return 1
+  [[ -f $1 ]] && read -r pid started <"$1" || return 1
   [[ -n $pid && -n $started ]] || return 1
   now=$(proc_starttime "$pid") && [[ $now == "$started" ]]
 }

@@ -121,8 +121,15 @@ node_network_down() {
   if ip netns list 2>/dev/null | grep -qw "$NETNS"; then
     ip netns delete "$NETNS" && log "deleted network namespace $NETNS"
   fi
-  ip link show "$HOST_VETH" >/dev/null 2>&1 && ip link delete "$HOST_VETH"
-  return 0
+  # Deleting the netns takes the veth pair with it, but the kernel removes the host end asynchronously: a
+  # delete can race that and find no device. What matters is that it is gone.
+  local _
+  for _ in $(seq 1 50); do
+    ip link show "$HOST_VETH" >/dev/null 2>&1 || return 0
+    ip link delete "$HOST_VETH" 2>/dev/null || true
+    sleep 0.1
+  done
+  die "host veth $HOST_VETH is still there after 5 s"
 }
 
 write_cni_config() {
