@@ -29,6 +29,7 @@ ENV = {
     "name": "VISIONOPS_NAME",
     "uid": "VISIONOPS_UID",
     "result_file": "VISIONOPS_RESULT_FILE",
+    "init_from": "VISIONOPS_INIT_FROM",
 }
 
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = config.load("training")
     p = argparse.ArgumentParser(
         prog="visionops train",
-        description="Prepare a VISION dataset, train YOLOv8n from scratch offline, log it all to MLflow.",
+        description="Prepare a VISION dataset, train YOLOv8n offline (from scratch or --init-from), log to MLflow.",
     )
     p.add_argument("--dataset", default=_env("dataset"), help=f"VISION root (<Product>/train/...) (${ENV['dataset']})")
     p.add_argument("--products", default=_env("products"),
@@ -66,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d["patience"], help="default %(default)s")
     p.add_argument("--seed", type=int, default=d["seed"], help="default %(default)s")
     p.add_argument("--device", default=str(d["device"]), help="cpu, 0, ... (default %(default)s)")
-    p.add_argument("--model", default=d["model"], help="architecture yaml, trained from scratch (default %(default)s)")
+    p.add_argument("--model", default=d["model"], help="architecture yaml (default %(default)s)")
+    p.add_argument("--init-from", default=_env("init_from"),
+                   help="start from these weights instead of scratch: models:/<name>/<N>, models:/<name>@<alias> or "
+                        f"a best.pt file (${ENV['init_from']})")
     p.add_argument("--tracking-uri", default=_env("tracking_uri"), help=f"MLflow tracking URI (${ENV['tracking_uri']})")
     p.add_argument("--experiment", default=_env("experiment", d["experiment"]),
                    help=f"MLflow experiment (${ENV['experiment']}, default %(default)s)")
@@ -92,6 +96,7 @@ def options_from(args: argparse.Namespace) -> Any:
         tracking_uri=args.tracking_uri, experiment=args.experiment, model=args.model, epochs=args.epochs,
         batch=args.batch, imgsz=args.imgsz, lr0=args.lr0, patience=args.patience, seed=args.seed,
         device=args.device, workers=args.workers, products=products_list(args.products), identity=identity,
+        init_from=args.init_from or None,
     )
 
 

@@ -48,6 +48,7 @@ class TrainOptions:
     device: str
     workers: int
     products: list[str] | None = None
+    init_from: str | None = None  # registered version or weights file to start from (training_job.warm_start)
     identity: dict[str, str] = field(default_factory=dict)  # namespace / name / uid of the TrainingRun
 
     def validate(self) -> None:
@@ -61,7 +62,8 @@ class TrainOptions:
         if self.patience < 0 or self.workers < 0:
             raise ValueError(f"patience and workers must be >= 0, got {self.patience} and {self.workers}")
         if not self.model.endswith(".yaml"):
-            raise ValueError(f"model must be an architecture .yaml (trained from scratch), got {self.model!r}")
+            raise ValueError(f"model must be an architecture .yaml (--init-from sets starting weights), "
+                             f"got {self.model!r}")
 
 
 @dataclass
@@ -102,10 +104,15 @@ def prepare_dataset(opts: TrainOptions, say: Say) -> Any:
     return prepare(source, opts.workdir / "data", opts.products, progress=say)
 
 
-def run_params(opts: TrainOptions, data: Any) -> dict[str, str]:
+def run_params(opts: TrainOptions, data: Any, init: Any = None) -> dict[str, str]:
     """Parameters logged on the run (strings, as MLflow stores them)."""
+    from training_job.warm_start import transfer_mode
+
     card = data.data_card
     params = {
+        "init_from": init.source if init else None,
+        "init_version": init.version if init else None,
+        "init_transfer": transfer_mode(init.names, data.names) if init else None,
         "model": opts.model, "epochs": opts.epochs, "batch": opts.batch, "imgsz": opts.imgsz,
         "lr0": opts.lr0, "patience": opts.patience, "seed": opts.seed, "device": opts.device,
         "products": ",".join(card.get("products", opts.products or [])), "nc": len(data.names),
@@ -126,7 +133,7 @@ def connect(opts: TrainOptions, state: JobState, say: Say) -> str:
         raise JobError(f"MLflow at {opts.tracking_uri} failed: {error.message[:400]}") from error
 
 
-def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, say: Say) -> str:
+def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, init: Any, say: Say) -> str:
     client = state.client
     assert client is not None
     tags = {KIND_TAG: "training"}
@@ -134,22 +141,26 @@ def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, say: 
     run_name = opts.identity.get("name") or f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = client.create_run(exp_id, tags=tags, run_name=run_name)
     state.run_id = run.info.run_id
-    params = run_params(opts, data)
+    params = run_params(opts, data, init)
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     say(f"MLflow run {run.info.run_id} started")
     return run.info.run_id
 
 
-def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, say: Say) -> tuple[Any, Any]:
-    """Train from scratch; return ``(trainer, epoch_logger)``."""
-    from ultralytics import YOLO
-
+def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init: Any,
+          say: Say) -> tuple[Any, Any]:
+    """Train from scratch, or from ``init`` (training_job.warm_start); return ``(trainer, epoch_logger)``."""
+    from training_job import warm_start
     from training_job.epoch_logger import EpochLogger
 
-    model = YOLO(opts.model)
+    model, mode = warm_start.model(opts.model, init, data.names)
     logger = EpochLogger(client, run_id, opts.epochs, say)
     logger.register(model)
-    say(f"training {opts.model} from scratch: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch}, "
+    start = "from scratch" if init is None else (
+        f"from {init.source}" + (f" (version {init.version})" if init.version else "")
+        + (": all layers" if mode == warm_start.FULL else ": backbone, neck and box head; other classes, so the "
+           "class layers start fresh"))
+    say(f"training {opts.model} {start}: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch}, "
         f"{len(data.names)} classes, device {opts.device}")
     model.train(
         data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
@@ -185,6 +196,19 @@ def export_onnx(opts: TrainOptions, best: Path) -> Path:
     if not out.is_file():
         raise JobError(f"ONNX export wrote no file at {out}")
     return out
+
+
+def resolve_init(opts: TrainOptions, say: Say) -> Any:
+    """The starting weights of ``--init-from`` (None: from scratch); a :class:`JobError` when unusable."""
+    from training_job.warm_start import WarmStartError, resolve
+
+    if not opts.init_from:
+        return None
+    say(f"fetching the starting weights {opts.init_from}")
+    try:
+        return resolve(opts.init_from, opts.tracking_uri, opts.workdir / "init")
+    except WarmStartError as error:
+        raise JobError(str(error)) from error
 
 
 def log_plots(client: MlflowClient, run_id: str, save_dir: Path) -> list[str]:
@@ -284,13 +308,14 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
     data = prepare_dataset(opts, say)
     digest = lineage.dataset_digest(data.root)
     phase("setup")
-    run_id = start_run(opts, state, exp_id, data, say)
+    init = resolve_init(opts, say)
+    run_id = start_run(opts, state, exp_id, data, init, say)
     client = state.client
     assert client is not None
     phase("upload")
     log_dataset(opts, data, client, run_id, digest, say)
     phase("train")
-    trainer, logger = train(opts, data, client, run_id, say)
+    trainer, logger = train(opts, data, client, run_id, init, say)
     best = Path(trainer.best)
     phase("validate")
     say(f"validating {best}")
@@ -323,6 +348,7 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
         "metrics": summary,
         "per_class_ap50": per_class,
         "dataset_digest": digest,
+        "init_from": {"source": init.source, "version": init.version} if init else None,
         "epochs_completed": logger.completed,
         "seconds_per_epoch": round(sum(seconds) / len(seconds), 3) if seconds else None,
         "phase_seconds": phase.seconds,

@@ -1,0 +1,86 @@
+"""Warm start (``--init-from``): real registered versions, real weights files, real ultralytics training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures.models import RegisteredModel
+from mlflow.tracking import MlflowClient
+
+from training_job import cli, warm_start
+from visionops.data.prepare import PreparedDataset
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
+
+
+def train(tmp_path: Path, dataset: Path, tracking_uri: str, init_from: str, products: str | None = None,
+          ) -> tuple[int, dict]:
+    result = tmp_path / "result.json"
+    argv = ["--dataset", str(dataset), "--workdir", str(tmp_path / "work"), "--epochs", "1", "--imgsz", "64",
+            "--batch", "8", "--tracking-uri", tracking_uri, "--experiment", "warm-start", "--init-from", init_from,
+            "--result-file", str(result)]
+    code = cli.main(argv + (["--products", products] if products else []))
+    return code, json.loads(result.read_text())
+
+
+def test_same_classes_transfer_every_layer(tiny_model_dir: Path, prepared_dataset: PreparedDataset) -> None:
+    init = warm_start.InitWeights("file", tiny_model_dir / "best.pt", prepared_dataset.names)
+    model, mode = warm_start.model("yolov8n.yaml", init, prepared_dataset.names)
+    source = torch.load(tiny_model_dir / "best.pt", weights_only=False)["model"].float().state_dict()
+    assert mode == warm_start.FULL
+    state = model.model.float().state_dict()
+    assert state.keys() == source.keys() and all(torch.equal(state[k], source[k]) for k in source)
+
+
+def test_other_classes_keep_backbone_and_start_the_class_layers_fresh(tiny_model_dir: Path,
+                                                                       prepared_dataset: PreparedDataset) -> None:
+    init = warm_start.InitWeights("file", tiny_model_dir / "best.pt", prepared_dataset.names)
+    model, mode = warm_start.model("yolov8n.yaml", init, list(reversed(prepared_dataset.names)))
+    assert mode == warm_start.BACKBONE
+    source = torch.load(tiny_model_dir / "best.pt", weights_only=False)["model"].float().state_dict()
+    state = model.model.float().state_dict()
+    backbone = [k for k in source if k.startswith("model.0.")]
+    assert backbone and all(torch.equal(state[k], source[k]) for k in backbone)
+    class_layers = [k for k in source if ".cv3." in k and k.endswith(".2.weight")]
+    assert class_layers and all(state[k].shape != source[k].shape for k in class_layers)
+
+
+def test_warm_start_from_a_registered_version(tmp_path: Path, synth_vision_root: Path, mlflow_uri: str,
+                                              registered_tiny_model: RegisteredModel) -> None:
+    code, result = train(tmp_path, synth_vision_root, mlflow_uri, registered_tiny_model.alias_uri)
+    assert code == 0, result
+    assert result["init_from"] == {"source": registered_tiny_model.alias_uri,
+                                   "version": registered_tiny_model.version}
+    params = MlflowClient(mlflow_uri).get_run(result["run_id"]).data.params
+    assert params["init_from"] == registered_tiny_model.alias_uri
+    assert params["init_version"] == registered_tiny_model.version and params["init_transfer"] == "full"
+
+
+def test_warm_start_from_a_weights_file_with_other_classes(tmp_path: Path, synth_vision_root: Path,
+                                                           mlflow_uri: str, tiny_model_dir: Path) -> None:
+    weights = tmp_path / "volume" / "best.pt"
+    weights.parent.mkdir()
+    shutil.copyfile(tiny_model_dir / "best.pt", weights)  # no class_map.json beside it: the checkpoint's names
+    code, result = train(tmp_path, synth_vision_root, mlflow_uri, str(weights), products="Casting")
+    assert code == 0, result
+    params = MlflowClient(mlflow_uri).get_run(result["run_id"]).data.params
+    assert params["init_from"] == str(weights) and params["init_transfer"] == "backbone"
+    assert "init_version" not in params
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("models:/no-such-model@production", "init-from models:/no-such-model@production: "),
+    ("models:/x/y/z", "init-from models:/x/y/z: expected models:/<name>/<N> or models:/<name>@<alias>"),
+    ("/nonexistent/best.pt", "init-from /nonexistent/best.pt: no such weights file"),
+])
+def test_unusable_sources_fail_with_one_line(tmp_path: Path, synth_vision_root: Path, mlflow_uri: str,
+                                             source: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = train(tmp_path, synth_vision_root, mlflow_uri, source)
+    assert code != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), errors
+    assert result["error"].startswith(message)
