@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,8 +54,16 @@ def test_other_classes_keep_backbone_and_start_the_class_layers_fresh(tiny_model
 
 def test_warm_start_from_a_registered_version(tmp_path: Path, synth_vision_root: Path, mlflow_uri: str,
                                               registered_tiny_model: RegisteredModel) -> None:
-    code, result = train(tmp_path, synth_vision_root, mlflow_uri, registered_tiny_model.alias_uri)
-    assert code == 0, result
+    """As in a Job: a process whose only MLflow setting is --tracking-uri (no MLFLOW_TRACKING_URI)."""
+    result_file = tmp_path / "result.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    proc = subprocess.run([sys.executable, "-m", "training_job", "--dataset", str(synth_vision_root), "--workdir",
+                           str(tmp_path / "work"), "--epochs", "1", "--imgsz", "64", "--batch", "8",
+                           "--tracking-uri", mlflow_uri, "--experiment", "warm-start", "--init-from",
+                           registered_tiny_model.alias_uri, "--result-file", str(result_file)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(result_file.read_text())
     assert result["init_from"] == {"source": registered_tiny_model.alias_uri,
                                    "version": registered_tiny_model.version}
     params = MlflowClient(mlflow_uri).get_run(result["run_id"]).data.params

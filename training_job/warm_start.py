@@ -64,9 +64,12 @@ def _from_registry(source: str, tracking_uri: str, dst: Path) -> InitWeights:
     name, version, alias = match["name"], match["version"], match["alias"]
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
-        version = version or client.get_model_version_by_alias(name, alias).version
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
-                                                          dst_path=str(dst), tracking_uri=tracking_uri))
+        found = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+        version = found.version
+        # The version's own source (its run's model/ folder): a models:/ URI would be resolved against the
+        # process-wide registry URI, not ``tracking_uri``.
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(dst),
+                                                          tracking_uri=tracking_uri))
     except MlflowException as error:
         raise WarmStartError(f"init-from {source}: {error.message.splitlines()[0][:300]}") from error
     weights = folder / "best.pt"
