@@ -5,8 +5,10 @@ Model source, first match wins: ``--model-dir``; ``--model-uri`` (``models:/<nam
 the variable the operator patches on promotion); with a tracking URI
 (``--tracking-uri`` or ``MLFLOW_TRACKING_URI``) ``models:/<--model_name>@<--alias>``; else
 ``/mnt/models`` (where KServe's storage initializer puts a ``storageUri``).
-All KServe ModelServer flags (``--http_port``, ``--model_name``, ``--workers``...) are accepted;
-``--model_name`` (the name in the URL paths) defaults to ``model_name`` of configs/serving.yaml.
+All KServe ModelServer flags (``--http_port``, ``--model_name``...) are accepted; ``--model_name`` (the
+name in the URL paths) defaults to ``model_name`` of configs/serving.yaml, ``--timeout-keep-alive`` (the
+idle timeout) to its ``idle_timeout_seconds``; ``--workers`` must stay 1 (the transport limits live in the
+one server process). Each limit flag (``--max-body-bytes``...) also reads ``VISIONOPS_<NAME>`` (the chart's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,25 @@ from predictor.settings import ServingSettings
 KSERVE_MOUNT = "/mnt/models"
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"  # set by the chart, patched by the operator
 THREADS_ENV = "VISIONOPS_INTRA_OP_THREADS"
+IDLE_TIMEOUT_ENV = "VISIONOPS_IDLE_TIMEOUT_SECONDS"  # default of KServe's --timeout-keep-alive
+# limits on what a client may send: setting -> (type, help); flag --<setting with dashes>, env VISIONOPS_<SETTING>
+LIMIT_FLAGS: dict[str, tuple[type, str]] = {
+    "max_image_bytes": (int, "largest decoded image accepted (bytes; 413 above)"),
+    "max_images_per_request": (int, "most images accepted in one request (413 above)"),
+    "max_image_pixels": (int, "most pixels of one image, read from its header before decoding (413 above)"),
+    "max_request_pixels": (int, "most pixels of all images of one request together (413 above)"),
+    "max_parallel_images": (int, "images decoded and run at once over all requests (bounds the memory of "
+                                 "concurrent decoding)"),
+    "max_body_bytes": (int, "largest request body (413 above, before it is read)"),
+    "max_header_bytes": (int, "longest request line and headers together (431 above)"),
+    "max_header_count": (int, "most header fields in a request (431 above)"),
+    "read_timeout_seconds": (float, "seconds to receive a whole request from its first byte (408 after)"),
+}
+
+
+def limit_env(setting: str) -> str:
+    """The environment variable of a limit flag: ``VISIONOPS_<SETTING>``."""
+    return f"VISIONOPS_{setting.upper()}"
 
 
 def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
@@ -31,7 +52,8 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
         prog="visionops serve", description="Serve the VisionOps defect detector (KServe V1 + V2).",
         parents=[model_server.parser], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.set_defaults(model_name=defaults.model_name)
+    parser.set_defaults(model_name=defaults.model_name,
+                        timeout_keep_alive=os.environ.get(IDLE_TIMEOUT_ENV) or defaults.idle_timeout_seconds)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-dir", help=f"local model dir holding best.onnx and class_map.json; with neither "
                                             f"source flag: models:/<model_name>@<alias> when a tracking URI "
@@ -47,10 +69,10 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz,
                         help="expected inference image size (px); the ONNX model's static input size wins (a "
                              "warning is logged when they differ)")
-    parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes,
-                        help="largest decoded image accepted (bytes)")
-    parser.add_argument("--max-images-per-request", type=int, default=defaults.max_images_per_request,
-                        help="most images accepted in one request")
+    for setting, (kind, text) in LIMIT_FLAGS.items():
+        env = limit_env(setting)
+        parser.add_argument(f"--{setting.replace('_', '-')}", type=kind,
+                            default=os.environ.get(env) or getattr(defaults, setting), help=f"{text} (env {env})")
     parser.add_argument("--download-dir", default=None,
                         help="where MLflow artifacts are downloaded (None: a new temp dir)")
     parser.add_argument("--device", choices=["cpu"], default=None,
@@ -103,16 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ServingSettings.from_config({
             "model_name": args.model_name, "alias": args.alias, "confidence": args.confidence, "iou": args.iou,
-            "imgsz": args.imgsz, "max_image_bytes": args.max_image_bytes,
-            "max_images_per_request": args.max_images_per_request,
+            "imgsz": args.imgsz, "idle_timeout_seconds": args.timeout_keep_alive,
+            **{setting: getattr(args, setting) for setting in LIMIT_FLAGS},
         })
     except ValueError as exc:
         print(f"visionops serve: {exc}", file=sys.stderr)
         return 2
 
-    import kserve
-
-    from predictor.model import DefectDetector
+    from predictor.model import DefectDetector, request_memory_bound
+    from predictor.server import PredictorServer
 
     source = resolve_source(args)
     model = DefectDetector(settings.model_name, tracking_uri=args.tracking_uri, settings=settings,
@@ -128,12 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"visionops serve: model {settings.model_name!r} loaded from {info.get('source')} (registered name "
           f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}); "
           f"thresholds {settings.as_dict()}", flush=True)
+    print(f"visionops serve: one request adds at most about {request_memory_bound(settings) >> 20} MiB to the idle "
+          f"server (its body and one image at the limits; images decoded at once: {settings.max_parallel_images})",
+          flush=True)
     print("\n".join(endpoint_lines(settings.model_name, args.http_port)), flush=True)
-    kserve.ModelServer(
-        http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers, max_threads=args.max_threads,
-        max_asyncio_workers=args.max_asyncio_workers, enable_grpc=args.enable_grpc,
-        enable_docs_url=args.enable_docs_url, enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format, event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-    ).start([model])
+    try:
+        server = PredictorServer(
+            settings, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+            max_threads=args.max_threads, max_asyncio_workers=args.max_asyncio_workers, enable_grpc=args.enable_grpc,
+            enable_docs_url=args.enable_docs_url, enable_latency_logging=args.enable_latency_logging,
+            access_log_format=args.access_log_format, event_loop=args.event_loop, ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+        )
+    except ValueError as exc:
+        print(f"visionops serve: {exc}", file=sys.stderr)
+        return 2
+    server.start([model])
     return 0

@@ -1,7 +1,9 @@
 """VisionOps Prometheus metrics, on the default registry so KServe's ``/metrics`` serves them.
 
 KServe already exports ``request_preprocess_seconds``, ``request_predict_seconds`` and
-``request_postprocess_seconds`` (label ``model_name``); these add what a defect detector needs.
+``request_postprocess_seconds`` (label ``model_name``); these add what a defect detector needs, and
+``visionops_requests_total{code, reason}``: every HTTP request answered or refused, by status and reason,
+including those refused before the model (transport limits, bad JSON, unknown routes, schema errors).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ DETECTIONS_PER_IMAGE = Histogram(
 INFERENCE_SECONDS = Histogram(
     "visionops_inference_seconds", "Decode + model inference time of one request", ["model_name"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+REQUESTS = Counter(
+    "visionops_requests_total",
+    "HTTP requests by status code and reason (ok; a 4xx reason such as not_base64, body_too_large, invalid_schema)",
+    ["code", "reason"],
 )
 ACTIVE_MODEL = Gauge(
     "visionops_active_model_info", "The model version being served (value 1)",
@@ -58,3 +65,7 @@ def record_predictions(model_name: str, class_names_per_image: Iterable[list[str
 
 def record_error(model_name: str, reason: str) -> None:
     ERRORS.labels(model_name, reason).inc()
+
+
+def record_request(code: int, reason: str) -> None:
+    REQUESTS.labels(str(code), reason).inc()

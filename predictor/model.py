@@ -8,7 +8,12 @@ V2 ``POST /v2/models/<name>/infer`` -> one ``BYTES`` output ``detections`` of sh
 whose element i is the JSON text of image i's prediction (KServe's idiom for structured results).
 An image prediction is ``{"detections": [{class_id, class_name, confidence, bbox: [x1, y1, x2,
 y2]}], "num_detections", "image_size": {"width", "height"}, "inference_time_ms"}``.
-See :mod:`predictor.payload` for the accepted request forms.
+See :mod:`predictor.payload` for the accepted request forms, :mod:`predictor.images` for the images.
+
+Memory: every image of a request is checked from its header first (format, ``max_image_pixels``, together
+``max_request_pixels``); then the images are decoded and run one at a time, each dropped before the next,
+and at most ``max_parallel_images`` are decoded at once over all requests. Peak memory is so bounded by the
+settings, whatever a request holds.
 """
 
 from __future__ import annotations
@@ -17,17 +22,18 @@ import asyncio
 import dataclasses
 import json
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import kserve
-from kserve.errors import InferenceError
+from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from PIL import Image
 
-from predictor import metrics
+from predictor import images, metrics
 from predictor.artifacts import (
     UNKNOWN,
     ModelArtifactError,
@@ -38,14 +44,32 @@ from predictor.artifacts import (
 )
 from predictor.detections import image_prediction
 from predictor.onnx_yolo import YoloOnnx
-from predictor.payload import PayloadError, decode_images, images_from_v1, images_from_v2
+from predictor.payload import (
+    PayloadError,
+    check_request_pixels,
+    decode_base64,
+    images_from_body,
+    images_from_v1,
+    images_from_v2,
+    is_json,
+    json_body,
+)
 from predictor.settings import ServingSettings
 
+BODY_COPIES = 4  # a body is held about this many times while it is read and parsed (bytes, joined, JSON strings)
 V2_INPUT = {"name": "image", "datatype": "BYTES", "shape": [-1]}
 V2_OUTPUT = {"name": "detections", "datatype": "BYTES", "shape": [-1]}
 DEVICES = ("cpu",)  # ONNX Runtime's CPU provider only
 
 log = logging.getLogger(__name__)
+
+
+def request_memory_bound(settings: ServingSettings) -> int:
+    """Most memory one request can add to the idle server: its body (``max_body_bytes``, held about
+    :data:`BODY_COPIES` times) and one image of ``max_image_pixels`` being decoded
+    (:data:`~predictor.images.PEAK_BYTES_PER_PIXEL` each). Concurrent requests add their bodies, and up to
+    ``max_parallel_images`` images."""
+    return BODY_COPIES * settings.max_body_bytes + images.PEAK_BYTES_PER_PIXEL * settings.max_image_pixels
 
 
 class DefectDetector(kserve.Model):
@@ -83,6 +107,7 @@ class DefectDetector(kserve.Model):
         self.info: ModelInfo | None = None
         self.class_names: list[str] = []
         self._detector: YoloOnnx | None = None  # InferenceSession.run is thread-safe: no lock
+        self._decode_slots: threading.BoundedSemaphore | None = None  # max_parallel_images
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -112,12 +137,23 @@ class DefectDetector(kserve.Model):
             if width == height:
                 settings = dataclasses.replace(settings, imgsz=width)
         self.settings, self.info, self.class_names, self._detector = settings, info, class_names, detector
+        self._decode_slots = threading.BoundedSemaphore(settings.max_parallel_images)
         self._infer([Image.new("RGB", (width, height))])  # warm up before reporting ready
         metrics.set_active_model(self.name, info)
         self.ready = True
         return self.ready
 
     # -- KServe handlers ---------------------------------------------------------------------
+
+    def validate(self, payload: Any) -> Any:
+        """KServe's own shape checks (e.g. ``instances`` must be a list), refused as :class:`PayloadError`."""
+        try:
+            return super().validate(payload)
+        except PayloadError:
+            raise
+        except InvalidInput as exc:
+            metrics.record_error(self.name, "bad_request")
+            raise PayloadError("bad_request", str(exc)) from exc
 
     def get_input_types(self) -> list[dict]:
         return [V2_INPUT]
@@ -132,8 +168,9 @@ class DefectDetector(kserve.Model):
         response_headers: dict[str, str] | None = None,
     ) -> dict | InferResponse:
         """V1 dict -> ``{"predictions": [...]}``; V2 ``InferRequest`` -> ``InferResponse``."""
+        content_type = (headers or {}).get("content-type", "")
         try:
-            predictions = await asyncio.to_thread(self.predict_images_payload, payload)
+            predictions = await asyncio.to_thread(self.predict_images_payload, payload, content_type)
         except PayloadError as exc:
             metrics.record_error(self.name, exc.code)
             raise
@@ -149,26 +186,40 @@ class DefectDetector(kserve.Model):
 
     # -- shared helpers ----------------------------------------------------------------------
 
-    def predict_images_payload(self, payload: Any) -> list[dict[str, Any]]:
-        """Parse (V1 or V2), decode and run one request; blocking, safe to call from threads."""
+    def predict_images_payload(self, payload: Any, content_type: str = "") -> list[dict[str, Any]]:
+        """Parse (V1, V2 or an image body), check, then decode and run one image at a time; blocking, safe to
+        call from threads. ``content_type`` is the request's, for bodies KServe leaves as bytes."""
         if self._detector is None or self.settings is None:
             raise InferenceError(f"model {self.name} is not loaded; call load() first")
         settings = self.settings
         started = time.perf_counter()
-        if isinstance(payload, InferRequest):
-            values = images_from_v2(payload, settings.max_images_per_request)
+        raws: list[bytes | None]
+        if isinstance(payload, bytes) and is_json(content_type):
+            payload = json_body(payload)
+        if isinstance(payload, bytes):
+            raws = list(images_from_body(payload, content_type, settings.max_images_per_request,
+                                         settings.max_image_bytes))
         else:
-            values = images_from_v1(payload, settings.max_images_per_request)
-        images = decode_images(values, settings.max_image_bytes)
-        predictions = self._infer(images)
+            if isinstance(payload, InferRequest):
+                values = images_from_v2(payload, settings.max_images_per_request)
+            else:
+                values = images_from_v1(payload, settings.max_images_per_request)
+            raws = [decode_base64(value, i, settings.max_image_bytes) for i, value in enumerate(values)]
+        check_request_pixels([images.probe(raw, i, settings.max_image_pixels) for i, raw in enumerate(raws)],
+                             settings.max_request_pixels)
+        predictions = []
+        for i, raw in enumerate(raws):
+            raws[i] = None  # the encoded bytes go as soon as they are decoded
+            with self._decode_slots:
+                predictions += self._infer([images.decode(raw, i, settings.max_image_pixels)])
         metrics.INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         metrics.record_predictions(self.name, ([d["class_name"] for d in p["detections"]] for p in predictions))
         return predictions
 
-    def _infer(self, images: list[Image.Image]) -> list[dict[str, Any]]:
+    def _infer(self, batch: list[Image.Image]) -> list[dict[str, Any]]:
         settings, detector = self.settings, self._detector
         predictions = []
-        for image in images:  # the exported model takes one image at a time
+        for image in batch:  # the exported model takes one image at a time
             started = time.perf_counter()
             found = detector.detect(image, settings.confidence, settings.iou)
             elapsed_ms = (time.perf_counter() - started) * 1000

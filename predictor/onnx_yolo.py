@@ -71,15 +71,27 @@ def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return first, np.minimum(first + 1, src - 1), w_first, _ONE - w_first
 
 
-def resize_bilinear(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``uint8 [h, w, 3]`` -> ``uint8 [H, W, 3]`` (``size`` = (W, H)): the pixels of ``cv2.resize(...,
-    INTER_LINEAR)``, what ultralytics trains and predicts with, up to a rare 1/255 (OpenCV's SIMD rounding)."""
+def _take_rows(source: np.ndarray | Image.Image, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted, unique) of a ``uint8 [h, w, 3]`` array, or of an image converted to RGB, as
+    ``[len(rows), w, 3]``; an image is read and converted run of rows by run: a large one is never copied whole."""
+    if isinstance(source, np.ndarray):
+        return source.take(rows, axis=0)
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+    return np.concatenate([np.asarray(source.crop((0, int(run[0]), source.width, int(run[-1]) + 1)).convert("RGB"))
+                           for run in runs])
+
+
+def resize_bilinear(rgb: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [h, w, 3]`` (or an 8-bit image, read as RGB) -> ``uint8 [H, W, 3]`` (``size`` = (W, H)): the pixels of
+    ``cv2.resize(..., INTER_LINEAR)``, what ultralytics trains and predicts with, up to a rare 1/255 (OpenCV's SIMD
+    rounding)."""
     width, height = size
-    x0, x1, wx0, wx1 = _linear_taps(rgb.shape[1], width)
-    y0, y1, wy0, wy1 = _linear_taps(rgb.shape[0], height)
+    src_width, src_height = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
+    x0, x1, wx0, wx1 = _linear_taps(src_width, width)
+    y0, y1, wy0, wy1 = _linear_taps(src_height, height)
     # horizontal pass once per source row used (upscaling reuses rows), scaled by 2**11, kept >> 4 as OpenCV
     rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    picked = rgb.take(rows, axis=0)
+    picked = _take_rows(rgb, rows)
     across = picked.take(x0, axis=1).astype(np.int32)
     across *= wx0[None, :, None]
     right = picked.take(x1, axis=1).astype(np.int32)
@@ -100,11 +112,13 @@ def resize_bilinear(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def preprocess(image: Image.Image, input_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """RGB image -> ``[1, 3, H, W]`` float32 in 0..1 (letterboxed to ``input_size`` = (W, H)) and its geometry."""
+    """8-bit image, read as RGB -> ``[1, 3, H, W]`` float32 in 0..1 (letterboxed to ``input_size`` = (W, H)) and its
+    geometry. Only the rows the resize reads are converted: a large image costs no more than its own pixels."""
     box = letterbox_geometry(image.size, input_size)
-    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     if image.size != box.resized:
-        pixels = resize_bilinear(pixels, box.resized)
+        pixels = resize_bilinear(image, box.resized)
+    else:
+        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     canvas = np.full((input_size[1], input_size[0], 3), PAD_VALUE, dtype=np.uint8)
     canvas[box.pad_y:box.pad_y + box.resized[1], box.pad_x:box.pad_x + box.resized[0]] = pixels
     batch = np.divide(canvas.transpose(2, 0, 1)[None], np.float32(255.0), dtype=np.float32)
@@ -203,7 +217,7 @@ class YoloOnnx:
 
     def detect(self, image: Image.Image, confidence: float, iou: float,
                max_detections: int = MAX_DETECTIONS) -> Detections:
-        """Detections of one RGB image, in its own pixel coordinates."""
+        """Detections of one 8-bit image (read as RGB), in its own pixel coordinates."""
         batch, box = preprocess(image, self.input_size)
         raw = decode(self.run(batch), confidence, iou, max_detections)
         return to_image(raw, box, image.size)

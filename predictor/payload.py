@@ -5,37 +5,43 @@ Accepted V1 bodies (``POST /v1/models/<name>:predict``)::
     {"instances": [{"image": {"b64": "<base64>"}}, ...]}
     {"instances": [{"image": "<base64>"}, {"b64": "<base64>"}, "<base64>", ...]}
 
+The V1 URL also takes the image itself as the body (``Content-Type: image/png``, ``image/jpeg``, any
+``image/*``; ``application/octet-stream`` stays KServe's JSON), or a ``multipart/form-data`` upload whose
+file parts are the images, in order (the old ``/predict``'s ``file`` field works); the answer has the V1 shape.
+
 Accepted V2 bodies (``POST /v2/models/<name>/infer``): exactly one input of datatype ``BYTES``
 (any name, e.g. ``image``) whose ``data`` holds one base64 string per image, ``shape`` = ``[n]``.
 
-Every problem raises :class:`PayloadError` (a KServe ``InvalidInput`` -> HTTP 400) whose
-``code`` is the reason label of ``visionops_prediction_errors_total``.
+Every problem raises :class:`PayloadError` (a KServe ``InvalidInput``) whose ``status`` is the HTTP answer
+(400; 413 over a configured limit; 415 for an image format or pixel type not accepted) and whose ``code`` is
+the reason label of ``visionops_prediction_errors_total`` and ``visionops_requests_total``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
+import json
 from collections.abc import Sequence
+from email.message import Message
 from typing import Any
 
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
-from PIL import Image, UnidentifiedImageError
 
 V1_FORMS = '{"instances": [{"image": {"b64": "<base64>"}}, ...]}'
+BODY_FORMS = "an image (Content-Type image/png or image/jpeg) or a multipart/form-data upload of image files"
 V2_FORM = 'one BYTES input, shape [n], data ["<base64>", ...]'
 _DATA_URL_MARK = ";base64,"
-MAX_PIXELS = 8192 * 8192
 
 
 class PayloadError(InvalidInput):
-    """A bad request; ``code`` is a short machine-readable reason."""
+    """A client's mistake; ``code`` is a short machine-readable reason, ``status`` the HTTP status (4xx)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, status: int = 400):
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 def _check_count(count: int, max_images: int) -> None:
@@ -43,7 +49,7 @@ def _check_count(count: int, max_images: int) -> None:
         raise PayloadError("no_images", "the request holds no images; send at least one")
     if count > max_images:
         raise PayloadError("too_many_images", f"the request holds {count} images, more than the limit of "
-                                              f"{max_images} per request (max_images_per_request)")
+                                              f"{max_images} per request (max_images_per_request)", status=413)
 
 
 def _v1_image(instance: Any, index: int) -> Any:
@@ -69,9 +75,9 @@ def _v1_image(instance: Any, index: int) -> Any:
 
 def images_from_v1(payload: Any, max_images: int) -> list[Any]:
     """Base64 values of a V1 ``{"instances": [...]}`` body, in order."""
-    if isinstance(payload, bytes | str):
+    if isinstance(payload, bytes):
         raise PayloadError("bad_request", f"the V1 body must be JSON (content-type application/json) shaped "
-                                          f"{V1_FORMS}; got {len(payload)} bytes of non-JSON content")
+                                          f"{V1_FORMS}, or {BODY_FORMS}; got {len(payload)} bytes of other content")
     if not isinstance(payload, dict):
         raise PayloadError("bad_request", f"the V1 body must be a JSON object shaped {V1_FORMS}; got a "
                                           f"{type(payload).__name__}")
@@ -83,6 +89,71 @@ def images_from_v1(payload: Any, max_images: int) -> list[Any]:
         raise PayloadError("bad_request", f"'instances' must be a list, got a {type(instances).__name__}")
     _check_count(len(instances), max_images)
     return [_v1_image(instance, i) for i, instance in enumerate(instances)]
+
+
+def media_type(content_type: str) -> str:
+    """``image/png`` of ``image/png; q=1``: the lowercased type without parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _check_raw(raws: list[bytes], max_images: int, max_bytes: int) -> list[bytes]:
+    _check_count(len(raws), max_images)
+    for index, raw in enumerate(raws):
+        if not raw:
+            raise PayloadError("empty_image", f"image {index} is empty")
+        if len(raw) > max_bytes:
+            raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes, over the limit of {max_bytes} "
+                                                  f"bytes (max_image_bytes)", status=413)
+    return raws
+
+
+def multipart_files(body: bytes, content_type: str) -> list[bytes]:
+    """The contents of the file parts (a filename, or an ``image/*`` type) of a ``multipart/form-data`` body."""
+    header = Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise PayloadError("bad_request", "the multipart/form-data Content-Type names no boundary")
+    files = []
+    for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, found, content = part.partition(b"\r\n\r\n")
+        if not found:
+            raise PayloadError("bad_request", "a multipart/form-data part has no blank line after its headers")
+        part_header = Message()
+        for line in head.decode("latin-1").strip().split("\r\n"):
+            name, _, value = line.partition(":")
+            part_header[name.strip()] = value.strip()
+        if part_header.get_param("filename", header="content-disposition") or \
+                media_type(part_header.get("content-type", "")).startswith("image/"):
+            files.append(content.removesuffix(b"\r\n"))
+    return files
+
+
+def is_json(content_type: str) -> bool:
+    """A JSON media type (KServe parses only the exact ``application/json`` and two others; not with a charset)."""
+    media = media_type(content_type)
+    return media == "application/json" or media.endswith("+json")
+
+
+def json_body(body: bytes) -> Any:
+    """A JSON body KServe left as bytes (e.g. ``application/json; charset=utf-8``), parsed."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise PayloadError("bad_json", f"Unrecognized request format: {exc}") from exc
+
+
+def images_from_body(body: bytes, content_type: str, max_images: int, max_bytes: int) -> list[bytes]:
+    """The images of a V1 body that is not JSON: the image itself, or the files of a multipart upload."""
+    media = media_type(content_type)
+    if media.startswith("image/"):
+        return _check_raw([body], max_images, max_bytes)
+    if media == "multipart/form-data":
+        return _check_raw(multipart_files(body, content_type), max_images, max_bytes)
+    raise PayloadError("bad_request", f"the V1 body must be JSON (content-type application/json) shaped {V1_FORMS}, "
+                                      f"or {BODY_FORMS}; got {len(body)} bytes of {media or 'untyped'} content")
 
 
 def _flatten(values: Sequence[Any]) -> list[Any]:
@@ -134,7 +205,7 @@ def decode_base64(value: Any, index: int, max_bytes: int) -> bytes:
     # reject before decoding when even the encoded text is too long for the limit
     if len(text) > (max_bytes + 2) // 3 * 4 + 4:
         raise PayloadError("image_too_large", f"image {index} is about {len(text) * 3 // 4} bytes decoded, over "
-                                              f"the limit of {max_bytes} bytes (max_image_bytes)")
+                                              f"the limit of {max_bytes} bytes (max_image_bytes)", status=413)
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -143,30 +214,14 @@ def decode_base64(value: Any, index: int, max_bytes: int) -> bytes:
         raise PayloadError("empty_image", f"image {index} is empty")
     if len(raw) > max_bytes:
         raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes decoded, over the limit of "
-                                              f"{max_bytes} bytes (max_image_bytes)")
+                                              f"{max_bytes} bytes (max_image_bytes)", status=413)
     return raw
 
 
-def open_image(raw: bytes, index: int) -> Image.Image:
-    """Fully decode image bytes to an RGB PIL image, or raise ``not_an_image``."""
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:  # a small file can still decode to gigabytes
-                raise PayloadError("image_too_large", f"image {index} is {width}x{height} pixels, over the limit of "
-                                                      f"{MAX_PIXELS} pixels")
-            image.load()
-            return image.convert("RGB")
-    except PayloadError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, ImportError) as exc:
-        # ImportError: a PIL format plugin that needs a missing optional library (e.g. when ultralytics, imported
-        # in the same process, has patched Image.open to retry unknown formats with pi_heif)
-        reason = "unknown image format" if isinstance(exc, ImportError) else str(exc)
-        raise PayloadError("not_an_image", f"image {index} ({len(raw)} bytes) is not a readable image: {reason}; "
-                                           "send base64 of PNG or JPEG bytes") from exc
-
-
-def decode_images(values: Sequence[Any], max_bytes: int) -> list[Image.Image]:
-    """Base64 values -> RGB images; the first bad one raises with its index."""
-    return [open_image(decode_base64(value, i, max_bytes), i) for i, value in enumerate(values)]
+def check_request_pixels(pixel_counts: Sequence[int], max_pixels: int) -> None:
+    """Refuse a request whose images hold more than ``max_pixels`` pixels together (checked before decoding)."""
+    total = sum(pixel_counts)
+    if total > max_pixels:
+        raise PayloadError("request_too_large", f"the request's {len(pixel_counts)} images hold {total} pixels in "
+                                                f"all, over the limit of {max_pixels} pixels per request "
+                                                f"(max_request_pixels); send fewer or smaller images", status=413)

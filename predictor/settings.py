@@ -7,10 +7,18 @@ from typing import Any
 
 from visionops import config
 
+# integer settings and their least value
+_INT_MINIMUMS = {
+    "imgsz": 32, "max_image_bytes": 1, "max_images_per_request": 1, "max_image_pixels": 1, "max_request_pixels": 1,
+    "max_parallel_images": 1, "max_body_bytes": 1, "max_header_bytes": 256, "max_header_count": 1,
+}
+_POSITIVE_SECONDS = ("read_timeout_seconds", "idle_timeout_seconds")
+
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """What the predictor needs to know besides the model itself."""
+    """What the predictor needs to know besides the model itself: thresholds, then the limits on what a client
+    may send (per image, per request, per HTTP message and connection)."""
 
     model_name: str
     alias: str
@@ -19,16 +27,31 @@ class ServingSettings:
     imgsz: int
     max_image_bytes: int
     max_images_per_request: int
+    max_image_pixels: int
+    max_request_pixels: int
+    max_parallel_images: int
+    max_body_bytes: int
+    max_header_bytes: int
+    max_header_count: int
+    read_timeout_seconds: float
+    idle_timeout_seconds: float
 
     def __post_init__(self) -> None:
         for field in ("confidence", "iou"):
             value = getattr(self, field)
-            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{field} must be a number between 0 and 1, got {value!r}")
-        for field, minimum in (("imgsz", 32), ("max_image_bytes", 1), ("max_images_per_request", 1)):
+        for field, minimum in _INT_MINIMUMS.items():
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}")
+        for field in _POSITIVE_SECONDS:
+            value = getattr(self, field)
+            if not _is_number(value) or not value > 0:
+                raise ValueError(f"{field} must be a number of seconds > 0, got {value!r}")
+        if self.max_image_pixels > self.max_request_pixels:
+            raise ValueError(f"max_image_pixels ({self.max_image_pixels}) must not exceed max_request_pixels "
+                             f"({self.max_request_pixels}): one image alone would be refused")
         for field in ("model_name", "alias"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():
@@ -46,3 +69,7 @@ class ServingSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

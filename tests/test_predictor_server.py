@@ -189,11 +189,14 @@ def _bad_v1_cases(image: bytes) -> list[tuple[str, object, str]]:
     ]
 
 
-def test_bad_v1_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
+OVER_A_LIMIT = ("image_too_large", "too_many_images")  # 413, the other refusals 400
+
+
+def test_bad_v1_inputs_get_4xx_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
     good = {"instances": [_b64(tiny_images[0])]}
     for code, body, message in _bad_v1_cases(tiny_images[0]):
         response = predictor_server.v1(body)
-        assert response.status_code == 400, (code, response.text)
+        assert response.status_code == (413 if code in OVER_A_LIMIT else 400), (code, response.text)
         assert message in response.json()["error"], (code, response.text)
         assert predictor_server.v1(good).status_code == 200, f"server broken after {code}"
     # a body that is not JSON at all
@@ -208,7 +211,7 @@ def test_bad_v1_inputs_get_400_with_a_precise_message(predictor_server: Predicto
         assert f'visionops_prediction_errors_total{{model_name="{NAME}",reason="{code}"}}' in metrics
 
 
-def test_bad_v2_inputs_get_400_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
+def test_bad_v2_inputs_get_4xx_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
     image = _b64(tiny_images[0])
     cases = [
         ([{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}], "has datatype FP32"),
@@ -222,7 +225,7 @@ def test_bad_v2_inputs_get_400_with_a_precise_message(predictor_server: Predicto
     ]
     for inputs, message in cases:
         response = predictor_server.v2({"inputs": inputs})
-        assert response.status_code == 400, (message, response.text)
+        assert response.status_code == (413 if "limit" in message else 400), (message, response.text)
         assert message in response.json()["error"]
     # bodies outside the V2 schema are refused by KServe itself (FastAPI validation: 422 + detail)
     schema = predictor_server.v2({"instances": [image]})

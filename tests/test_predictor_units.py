@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,12 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from PIL import Image
 
+from predictor import images
 from predictor.artifacts import ModelArtifactError, RegistryRef, parse_models_uri, validate_model_dir
 from predictor.cli import KSERVE_MOUNT, build_parser, endpoint_lines, resolve_source
 from predictor.detections import image_prediction
 from predictor.onnx_yolo import Detections, decode, letterbox_geometry, nms, resize_bilinear, to_image
-from predictor.payload import PayloadError, decode_base64, decode_images, images_from_v1, images_from_v2
+from predictor.payload import PayloadError, check_request_pixels, decode_base64, images_from_v1, images_from_v2
 from predictor.settings import ServingSettings
 
 
@@ -53,6 +56,7 @@ def test_v1_accepts_every_documented_instance_form():
         ({"instances": [B64, {"image": {"data": B64}}]}, "missing_field", "instances[1].image lacks the field 'b64'"),
         ({"instances": [42]}, "bad_request", "instances[0] is a int"),
         ({"instances": [B64] * 3}, "too_many_images", "holds 3 images, more than the limit of 2"),
+        ("a JSON string", "bad_request", "must be a JSON object shaped"),
     ],
 )
 def test_v1_rejects_bad_shapes_precisely(payload, code, message):
@@ -60,7 +64,8 @@ def test_v1_rejects_bad_shapes_precisely(payload, code, message):
         images_from_v1(payload, max_images=2)
     assert err.value.code == code
     assert message in str(err.value)
-    assert isinstance(err.value, InvalidInput)  # KServe answers 400
+    assert isinstance(err.value, InvalidInput)  # a KServe client error
+    assert err.value.status == (413 if code == "too_many_images" else 400)  # over a limit: 413
 
 
 # -- V2 ---------------------------------------------------------------------------------------
@@ -91,46 +96,107 @@ def test_v2_rejects_bad_requests_precisely(inputs, code, message):
 
 # -- image decoding ---------------------------------------------------------------------------
 
+MAX_PIXELS = 8192 * 8192
+
+
+def _decode(value, max_bytes: int = 10_000, index: int = 0):
+    return images.decode(decode_base64(value, index, max_bytes), index, MAX_PIXELS)
+
+
+def _encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
 def test_decode_accepts_plain_bytes_and_data_url():
     raw = _png()
     assert decode_base64(B64, 0, 10_000) == raw
     assert decode_base64(B64.encode(), 0, 10_000) == raw
     assert decode_base64(f"data:image/png;base64,{B64}\n", 0, 10_000) == raw
-    (image,) = decode_images([B64], 10_000)
+    image = _decode(B64)
     assert image.mode == "RGB" and image.size == (20, 10)
 
 
 @pytest.mark.parametrize(
-    ("value", "max_bytes", "code", "message"),
+    ("value", "max_bytes", "code", "status", "message"),
     [
-        ("", 1000, "empty_image", "image 0 is empty"),
-        ("   ", 1000, "empty_image", "image 0 is empty"),
-        ("@@not base64@@", 1000, "not_base64", "image 0 is not valid base64"),
-        (12, 1000, "not_base64", "image 0 is a int"),
-        (base64.b64encode(b"x" * 101).decode(), 100, "image_too_large", "101 bytes decoded, over the limit of 100"),
-        (base64.b64encode(b"x" * 5000).decode(), 100, "image_too_large", "over the limit of 100 bytes"),
-        (base64.b64encode(b"hello, not an image").decode(), 1000, "not_an_image", "is not a readable image"),
-        (base64.b64encode(_png()[:40]).decode(), 1000, "not_an_image", "is not a readable image"),  # truncated
+        ("", 1000, "empty_image", 400, "image 0 is empty"),
+        ("   ", 1000, "empty_image", 400, "image 0 is empty"),
+        ("@@not base64@@", 1000, "not_base64", 400, "image 0 is not valid base64"),
+        (12, 1000, "not_base64", 400, "image 0 is a int"),
+        (base64.b64encode(b"x" * 101).decode(), 100, "image_too_large", 413, "101 bytes decoded, over the limit"),
+        (base64.b64encode(b"x" * 5000).decode(), 100, "image_too_large", 413, "over the limit of 100 bytes"),
+        (base64.b64encode(b"hello, not an image").decode(), 1000, "not_an_image", 400, "is not a readable image"),
+        (base64.b64encode(_png()[:40]).decode(), 1000, "not_an_image", 400, "is not a readable image"),  # truncated
+        (base64.b64encode(b"GIF89a" + b"\0" * 20).decode(), 1000, "unsupported_format", 415, "is in GIF format"),
     ],
 )
-def test_decode_rejects_bad_images_precisely(value, max_bytes, code, message):
+def test_decode_rejects_bad_images_precisely(value, max_bytes, code, status, message):
     with pytest.raises(PayloadError) as err:
-        decode_images([value], max_bytes)
-    assert err.value.code == code
+        _decode(value, max_bytes)
+    assert (err.value.code, err.value.status) == (code, status)
     assert message in str(err.value)
 
 
-def test_decode_refuses_a_decompression_bomb():
-    buf = io.BytesIO()
-    Image.new("1", (9000, 8000)).save(buf, format="PNG")  # 72 Mpx in a few kB
-    with pytest.raises(PayloadError, match="image 0 is 9000x8000 pixels, over the limit") as err:
-        decode_images([base64.b64encode(buf.getvalue()).decode()], 10_000_000)
-    assert err.value.code == "image_too_large"
+def test_decode_refuses_a_decompression_bomb_from_its_header():
+    raw = _encoded(Image.new("1", (9000, 8000)))  # 72 Mpx in a few kB
+    with pytest.raises(PayloadError, match=r"image 3: 9000x8000 pixels is over the limit of 67108864 pixels "
+                                           r"\(max_image_pixels\)") as err:
+        images.probe(raw, 3, MAX_PIXELS)
+    assert (err.value.code, err.value.status) == ("image_too_large", 413)
+    assert images.probe(raw, 0, 72_000_000) == 72_000_000  # the header only: nothing decoded
 
 
 def test_decode_names_the_index_of_the_bad_image():
     with pytest.raises(PayloadError, match="image 1 is not valid base64"):
-        decode_images([B64, "%%%"], 10_000)
+        decode_base64("%%%", 1, 10_000)
+
+
+def test_request_pixel_budget():
+    check_request_pixels([100, 100], 200)
+    with pytest.raises(PayloadError, match=r"the request's 3 images hold 300 pixels in all, over the limit of 200 "
+                                           r"pixels per request \(max_request_pixels\)") as err:
+        check_request_pixels([100, 100, 100], 200)
+    assert (err.value.code, err.value.status) == ("request_too_large", 413)
+
+
+def test_sixteen_bit_grayscale_keeps_the_high_byte_as_opencv_does():
+    samples = (np.arange(64 * 32, dtype=np.uint32).reshape(32, 64) * 31).astype(np.uint16)
+    image = images.decode(_encoded(Image.fromarray(samples)), 0, MAX_PIXELS)  # Pillow reads it as I;16
+    assert image.mode == "L" and image.size == (64, 32)
+    np.testing.assert_array_equal(np.asarray(image), samples >> 8)  # not clipped to white
+    rgb = np.stack([samples, samples[::-1], 65535 - samples], axis=-1)
+    np.testing.assert_array_equal(np.asarray(images.decode(png16_rgb(rgb), 0, MAX_PIXELS)), rgb >> 8)
+
+
+def png16_rgb(samples: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of ``uint16 [h, w, 3]`` samples (Pillow cannot write one)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    height, width, _ = samples.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in samples)  # filter type 0 per row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_float_pixels_are_refused_with_a_message():
+    with pytest.raises(PayloadError, match=r"has F pixels .* whose range is not defined") as err:
+        images.to_8bit(Image.new("F", (4, 4), 0.5), 2)
+    assert (err.value.code, err.value.status) == ("unsupported_pixels", 415)
+    assert images.to_8bit(Image.new("P", (4, 4))).mode == "P"  # 8-bit modes: converted later, row by row
+
+
+@pytest.mark.parametrize(("orientation", "size"), [(1, (40, 20)), (3, (40, 20)), (6, (20, 40)), (8, (20, 40))])
+def test_exif_orientation_is_applied(orientation: int, size: tuple[int, int]):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 10))  # blue in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    upright = images.decode(_encoded(image, "PNG", exif=exif.tobytes()), 0, MAX_PIXELS)
+    assert upright.size == size
+    blue = {1: (0, 0), 3: (39, 19), 6: (19, 0), 8: (0, 39)}[orientation]  # where the camera meant it
+    assert upright.getpixel(blue) == (0, 0, 255)
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -161,6 +227,20 @@ def test_settings_come_from_serving_config_and_validate():
         ServingSettings.from_config({"confidence": 1.5})
     with pytest.raises(ValueError, match="max_images_per_request must be an integer >= 1, got 0"):
         ServingSettings.from_config({"max_images_per_request": 0})
+    with pytest.raises(ValueError, match=r"read_timeout_seconds must be a number of seconds > 0, got 0"):
+        ServingSettings.from_config({"read_timeout_seconds": 0})
+    with pytest.raises(ValueError, match=r"max_image_pixels \(10\) must not exceed max_request_pixels \(5\)"):
+        ServingSettings.from_config({"max_image_pixels": 10, "max_request_pixels": 5})
+
+
+def test_cli_limit_flags_read_the_environment(monkeypatch: pytest.MonkeyPatch):
+    defaults = ServingSettings.from_config()
+    args = build_parser(defaults).parse_args([])
+    assert (args.max_body_bytes, args.timeout_keep_alive) == (defaults.max_body_bytes, defaults.idle_timeout_seconds)
+    monkeypatch.setenv("VISIONOPS_MAX_BODY_BYTES", "1234")  # what the chart sets
+    monkeypatch.setenv("VISIONOPS_IDLE_TIMEOUT_SECONDS", "7")
+    args = build_parser(defaults).parse_args(["--max-header-count", "9"])
+    assert (args.max_body_bytes, args.timeout_keep_alive, args.max_header_count) == (1234, 7, 9)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,114 @@
+"""Predictor memory benchmark: the server's peak RSS for an ordinary request vs the worst request the limits allow.
+
+``python -m predictor`` (the real KServe ModelServer) runs with the limits of ``configs/serving.yaml`` (or the
+``VISIONOPS_*`` variables, e.g. ``VISIONOPS_MAX_IMAGE_PIXELS``). In one run, each request below is sent and the
+server's RSS high-water mark is read from ``/proc/<pid>/status`` (reset before each request via ``clear_refs``):
+
+- ordinary: one image of the synthetic VISION dataset (160 px);
+- camera: one 2448x2048 JPEG (5 Mpx, a typical inspection camera);
+- worst: the most memory-hungry request the limits accept (as many images of ``max_image_pixels`` as
+  ``max_request_pixels`` allows, EXIF-rotated RGBA PNGs, the body padded to ``max_body_bytes``);
+- over: the issue's attack, 16 PNGs of ``max_image_pixels`` (refused with 413 from the headers);
+- worst x4: four worst requests at once (``max_parallel_images`` images decoded together).
+
+Reports status, seconds, peak RSS and its excess over the idle server, the bound the code documents
+(``request_memory_bound``) and the RSS after each request. Linux only (``/proc``).
+
+    .venv/bin/python bench/bench_predictor_memory.py [--model-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from bench_predictor import Server, load_images  # noqa: E402
+from fixtures.models import train_tiny_model_dir  # noqa: E402
+from test_predictor_memory import MB, ProcessMemory, over_limit_request, worst_request  # noqa: E402
+
+from predictor.cli import LIMIT_FLAGS, build_parser  # noqa: E402
+from predictor.model import request_memory_bound  # noqa: E402
+from predictor.settings import ServingSettings  # noqa: E402
+from visionops.data.prepare import prepare  # noqa: E402
+from visionops.data.synth import generate  # noqa: E402
+
+
+def camera_image() -> bytes:
+    """A 2448x2048 JPEG with some texture (what an inspection camera sends)."""
+    image = Image.effect_noise((2448, 2048), 40).convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, help="serve this model dir instead of training a tiny one")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-predictor-memory-"))
+    try:
+        return bench(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, work: Path) -> int:
+    vision = generate(work / "vision")
+    if args.model_dir is None:
+        print("training a tiny YOLOv8n (1 epoch, 64 px)...", flush=True)
+        args.model_dir = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
+    defaults = ServingSettings.from_config()
+    flags = build_parser(defaults).parse_args([])  # the server's limits: configs/serving.yaml and VISIONOPS_*
+    settings = ServingSettings.from_config({"imgsz": 64, **{name: getattr(flags, name) for name in LIMIT_FLAGS}})
+    b64 = [base64.b64encode(raw).decode() for raw in (load_images(vision, 1)[0], camera_image())]
+    worst, over = worst_request(settings), over_limit_request(settings)
+    requests_by_name = {"ordinary": [{"instances": [b64[0]]}], "camera 5 Mpx": [{"instances": [b64[1]]}],
+                        "worst": [worst], "over (16 images)": [over], "worst x4 at once": [worst] * 4}
+
+    server = Server(args.model_dir, settings, work / "server.log")
+    memory = ProcessMemory(server.proc.pid)
+    url = f"{server.url}/v1/models/{settings.model_name}:predict"
+    try:
+        requests.post(url, json=requests_by_name["ordinary"][0], timeout=60).raise_for_status()  # warm up
+        baseline = memory.rss()
+        rows = []
+        for name, bodies in requests_by_name.items():
+            memory.reset_peak()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(len(bodies)) as pool:
+                statuses = list(pool.map(lambda body: requests.post(url, json=body, timeout=600).status_code, bodies))
+            rows.append((name, "/".join(map(str, sorted(set(statuses)))), time.perf_counter() - started,
+                         len(json.dumps(bodies[0])), memory.peak(), memory.rss()))
+    finally:
+        server.stop()
+
+    bound = request_memory_bound(settings)
+    print(f"\nlimits: max_image_pixels {settings.max_image_pixels}, max_request_pixels {settings.max_request_pixels}, "
+          f"max_body_bytes {settings.max_body_bytes}, max_parallel_images {settings.max_parallel_images}")
+    print(f"idle server RSS {baseline / MB:.0f} MiB; documented bound per request above it "
+          f"(request_memory_bound) {bound / MB:.0f} MiB\n")
+    print(f"{'request':<18} {'status':>7} {'s':>6} {'body MiB':>9} {'peak MiB':>9} {'peak-idle':>10} {'after MiB':>10}")
+    for name, status, seconds, body, peak, after in rows:
+        print(f"{name:<18} {status:>7} {seconds:>6.1f} {body / MB:>9.1f} {peak / MB:>9.0f} "
+              f"{(peak - baseline) / MB:>10.0f} {after / MB:>10.0f}")
+    worst_excess = next(peak for name, *_, peak, _ in rows if name == "worst") - baseline
+    print(f"\nworst request: {worst_excess / MB:.0f} MiB over idle, {worst_excess / bound:.0%} of the bound")
+    return 0 if worst_excess <= bound else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
