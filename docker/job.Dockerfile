@@ -28,14 +28,20 @@ LABEL org.opencontainers.image.title="visionops-job" \
 # libGL/libX11), which overwrites the headless build's cv2/ folder: remove it, then reinstall the headless
 # build so cv2/ is whole again. All in one layer, with no pip cache and no build files left behind.
 COPY --from=pins /pins/requirements.txt /tmp/pins/
+# PIP_CA_URL (build only): where egress goes through a TLS-intercepting proxy, hack/images.sh serves the
+# build host's CA bundle on loopback; pip uses it inside this one RUN, which deletes it: no layer keeps it,
+# and the image trusts only its own CAs at run time.
+ARG PIP_CA_URL=
 RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 \
+ && if [ -n "$PIP_CA_URL" ]; then python3 -c "import sys, urllib.request as r; r.urlretrieve(sys.argv[1], '/tmp/pip-ca.pem')" \
+      "$PIP_CA_URL" && export PIP_CERT=/tmp/pip-ca.pem; fi \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url ${TORCH_INDEX_URL}} -r /tmp/pins/requirements.txt \
  && /opt/venv/bin/pip uninstall --yes opencv-python \
  && /opt/venv/bin/pip install --no-deps --force-reinstall "$(grep '^opencv-python-headless' /tmp/pins/requirements.txt)" \
  && if /opt/venv/bin/pip show opencv-python >/dev/null 2>&1; then echo "opencv-python must not remain" >&2; exit 1; fi \
  && /opt/venv/bin/python -c "import cv2; print('cv2', cv2.__version__)" \
- && rm -rf /tmp/pins
+ && rm -rf /tmp/pins /tmp/pip-ca.pem
 RUN groupadd --gid 1000 visionops \
  && useradd --uid 1000 --gid 1000 --home-dir /work --no-create-home --shell /usr/sbin/nologin visionops \
  && mkdir -p /work /data && chown 1000:1000 /work

@@ -24,11 +24,17 @@ LABEL org.opencontainers.image.title="visionops-operator" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=pins /pins/requirements.txt /tmp/pins/
+# PIP_CA_URL (build only): where egress goes through a TLS-intercepting proxy, hack/images.sh serves the
+# build host's CA bundle on loopback; pip uses it inside this one RUN, which deletes it: no layer keeps it,
+# and the image trusts only its own CAs at run time.
+ARG PIP_CA_URL=
 RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 \
+ && if [ -n "$PIP_CA_URL" ]; then python3 -c "import sys, urllib.request as r; r.urlretrieve(sys.argv[1], '/tmp/pip-ca.pem')" \
+      "$PIP_CA_URL" && export PIP_CERT=/tmp/pip-ca.pem; fi \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt ${MLFLOW_SERVER_EXTRAS} \
  && if /opt/venv/bin/pip show torch >/dev/null 2>&1; then echo "torch must not be in the operator image" >&2; exit 1; fi \
- && rm -rf /tmp/pins
+ && rm -rf /tmp/pins /tmp/pip-ca.pem
 RUN groupadd --gid 1000 visionops \
  && useradd --uid 1000 --gid 1000 --home-dir /home/visionops --create-home --shell /usr/sbin/nologin visionops
 ENV PATH=/opt/venv/bin:${PATH} \

@@ -26,13 +26,19 @@ LABEL org.opencontainers.image.title="visionops-predictor" \
 # The pinned wheels in a virtual environment, in one layer, with no pip cache and no build files left behind.
 # The import check fails the build if torch or ultralytics ever come back through a dependency.
 COPY --from=pins /pins/requirements.txt /tmp/pins/
+# PIP_CA_URL (build only): where egress goes through a TLS-intercepting proxy, hack/images.sh serves the
+# build host's CA bundle on loopback; pip uses it inside this one RUN, which deletes it: no layer keeps it,
+# and the image trusts only its own CAs at run time.
+ARG PIP_CA_URL=
 RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 \
+ && if [ -n "$PIP_CA_URL" ]; then python3 -c "import sys, urllib.request as r; r.urlretrieve(sys.argv[1], '/tmp/pip-ca.pem')" \
+      "$PIP_CA_URL" && export PIP_CERT=/tmp/pip-ca.pem; fi \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt \
  && /opt/venv/bin/python -c "import importlib.util as u, kserve, mlflow, onnxruntime; \
 assert not [m for m in ('torch', 'ultralytics', 'cv2') if u.find_spec(m)], 'heavy packages in the image'; \
 print('onnxruntime', onnxruntime.__version__, 'mlflow', mlflow.__version__)" \
- && rm -rf /tmp/pins
+ && rm -rf /tmp/pins /tmp/pip-ca.pem
 RUN groupadd --gid 1000 visionops \
  && useradd --uid 1000 --gid 1000 --home-dir /work --no-create-home --shell /usr/sbin/nologin visionops \
  && mkdir -p /work /mnt/models && chown 1000:1000 /work

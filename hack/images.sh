@@ -26,10 +26,13 @@
 #   IMAGE_TAG               tag of the project images (default 0.1.0: the chart's and docs' tag)
 #   TORCH_INDEX_URL         passed to the job build (see docker/job.Dockerfile)
 #   DEBIAN_MIRROR           debootstrap mirror (default http://deb.debian.org/debian)
-#   HOST_CA_DIR             extra CA certificates (*.crt) the base image trusts, like this host does
-#                           (default /usr/local/share/ca-certificates; HOST_CA_DIR= for none). Where
-#                           egress goes through a TLS-intercepting proxy (these machines), pip in the
-#                           builds cannot reach PyPI without them.
+#   HOST_CA_DIR             extra CA certificates (*.crt) this host trusts (default
+#                           /usr/local/share/ca-certificates; HOST_CA_DIR= for none). Where egress goes
+#                           through a TLS-intercepting proxy (these machines), pip in the builds cannot
+#                           reach PyPI without them: when there are any, the host's bundle
+#                           (HOST_CA_BUNDLE, default /etc/ssl/certs/ca-certificates.crt) is served on
+#                           loopback to the builds' pip step only (build arg PIP_CA_URL). No image keeps
+#                           it or trusts it at run time.
 #
 # Needs root (debootstrap, dockerd) and hack/node-deps.sh images.
 set -euo pipefail
@@ -50,6 +53,7 @@ BASE_REF=python:3.11-slim-bookworm        # what docker/*.Dockerfile's ARG BASE_
 BASE_LOCAL_REF=visionops.local/python:3.11-bookworm
 ALL_IMAGES=(base operator job predictor)
 HOST_CA_DIR=${HOST_CA_DIR-/usr/local/share/ca-certificates}
+HOST_CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 NICE=(nice -n 10)
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -68,7 +72,7 @@ hash_stdin() { sha256sum | cut -c1-16; }
 host_cas() { [[ -n $HOST_CA_DIR && -d $HOST_CA_DIR ]] && find "$HOST_CA_DIR" -name '*.crt' -type f | LC_ALL=C sort; }
 
 rootfs_key() {
-  { printf '%s\n' "$SUITE" minbase "$BASE_PACKAGES" "$MIRROR" rootfs-v1; host_cas | xargs -r cat; } | hash_stdin
+  printf '%s\n' "$SUITE" minbase "$BASE_PACKAGES" "$MIRROR" rootfs-v2 | hash_stdin
 }
 
 # unmount_under DIR: lazily unmount everything mounted below DIR (debootstrap's /proc, /sys, ...).
@@ -98,20 +102,40 @@ ensure_rootfs() {
   # What an image does not need: package caches and lists, logs, docs.
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/* \
          "$dir"/var/log/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
-  local cas
-  cas=$(host_cas || true)
-  if [[ -n $cas ]]; then
-    mkdir -p "$dir/usr/local/share/ca-certificates/host"
-    # shellcheck disable=SC2086  # one path per line, no spaces
-    cp $cas "$dir/usr/local/share/ca-certificates/host/"
-    chroot "$dir" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the rootfs failed"
-    log "base rootfs: trusts this host's extra CAs: $(tr '\n' ' ' <<<"$cas")"
-  fi
   chroot "$dir" python3 --version >/dev/null || die "the rootfs has no working python3"
   "${NICE[@]}" tar --numeric-owner -C "$dir" -czf "$ROOTFS_TAR.tmp" . && mv -f "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
   rm -rf --one-file-system "$dir"
   find "$IMG" -maxdepth 1 -name "rootfs-$SUITE-*.tar.gz" ! -name "$(basename "$ROOTFS_TAR")" -delete
   log "base rootfs: $(du -h "$ROOTFS_TAR" | cut -f1) in $((SECONDS - start)) s"
+}
+
+# ---- the build host's CA bundle, for the builds' pip step only ----------------------------------------
+# shellcheck source=lib/ports.sh
+source "$HERE/lib/ports.sh"  # free_port, port_busy
+CA_SERVER=""   # the pid file of the loopback server of $IMG/ca/, while it runs
+PIP_CA_URL=""  # its URL, passed to the builds as --build-arg PIP_CA_URL
+
+# ca_serve: serve $HOST_CA_BUNDLE on 127.0.0.1 (builds use the host network) when the host has extra CAs.
+# The port is kept in $IMG/ca.port: the build arg is part of docker's layer cache key.
+ca_serve() {
+  [[ -n $CA_SERVER || -z $(host_cas || true) ]] && return 0
+  [[ -r $HOST_CA_BUNDLE ]] || die "HOST_CA_BUNDLE=$HOST_CA_BUNDLE is not readable"
+  mkdir -p "$IMG/ca" && cp "$HOST_CA_BUNDLE" "$IMG/ca/bundle.pem"
+  local port
+  port=$(cat "$IMG/ca.port" 2>/dev/null || true)
+  if [[ -z $port ]] || port_busy "$port"; then port=$(free_port) && printf '%s\n' "$port" >"$IMG/ca.port"; fi
+  CA_SERVER=$IMG/ca-server.proc
+  proc_start "$CA_SERVER" "$IMG/ca-server.log" python3 -m http.server --bind 127.0.0.1 --directory "$IMG/ca" "$port"
+  PIP_CA_URL=http://127.0.0.1:$port/bundle.pem
+  proc_wait "$CA_SERVER" "the CA bundle server" "$IMG/ca-server.log" 30 "$PIP_CA_URL" curl -sf -o /dev/null "$PIP_CA_URL"
+  log "serving this host's CA bundle to the builds' pip step at $PIP_CA_URL"
+}
+
+ca_stop() {
+  [[ -n $CA_SERVER ]] || return 0
+  proc_stop "$CA_SERVER" "the CA bundle server" 5
+  rm -rf "$IMG/ca"
+  CA_SERVER="" PIP_CA_URL=""
 }
 
 # ---- dockerd -----------------------------------------------------------------------------------------
@@ -126,7 +150,7 @@ dockerd_up() {
   mkdir -p "$DOCKER_ROOT" "$DOCKER_EXEC"
   local start=$SECONDS
   DOCKERD_PROC=$DOCKER_EXEC/dockerd.proc
-  trap dockerd_down EXIT
+  trap 'dockerd_down; ca_stop' EXIT
   # No bridge, no iptables rules, no forwarding: this daemon changes nothing in the host's network.
   proc_start "$DOCKERD_PROC" "$IMG/dockerd.log" dockerd --data-root "$DOCKER_ROOT" --exec-root "$DOCKER_EXEC" \
     --pidfile "$DOCKER_EXEC/dockerd.pid" \
@@ -211,6 +235,8 @@ build_project_image() {
   dockerd_up
   if ! id=$(docker_id "$keyref"); then
     [[ -n ${TORCH_INDEX_URL:-} && $name == job ]] && args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
+    ca_serve
+    [[ -n $PIP_CA_URL ]] && args+=(--build-arg "PIP_CA_URL=$PIP_CA_URL")
     log "$name: docker build -f docker/$name.Dockerfile (key $key)"
     DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "unix://$DOCKER_EXEC/docker.sock" build --network host \
       --force-rm -f "$REPO/docker/$name.Dockerfile" -t "$keyref" "${args[@]}" "$REPO" >"$IMG/build-$name.log" 2>&1 \
@@ -307,6 +333,7 @@ main() {
   done
   if ((IMPORT)); then for a in "${images[@]}"; do import_image "$a"; done; fi
   dockerd_down
+  ca_stop
   log "done in $((SECONDS - start)) s"
   for a in "${images[@]}"; do ref_of "$a"; done
 }

@@ -215,9 +215,47 @@ def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_relea
         return [t["metadata"]["name"] for t in runs]
 
     assert retraining_runs() == [status["triggeredTrainingRun"]]
-    time.sleep(15)  # several reconciliations later (pollSeconds 2), still exactly one
+    time.sleep(15)  # later Job events and the retraining's own progress: still exactly one
     assert retraining_runs() == [status["triggeredTrainingRun"]]
     run = mlflow(release, "runs/get", run_id=status["mlflowRunId"])["run"]
     tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
     assert tags.get("visionops.io/kind") == "drift" and tags.get("visionops.io/name") == DRIFT_CHECK
     release.wait("the retraining Job", lambda: jobs_of(release, TRAINING_LABEL, status["triggeredTrainingRun"]), 60)
+
+
+# Inside a pod of each image: no extra CA is installed and the system bundle holds none of the build host's
+# extra CAs (hack/images.sh serves them to the builds' pip step only).
+_CA_CHECK = """
+import pathlib, sys
+extra = sorted(str(p) for p in pathlib.Path("/usr/local/share/ca-certificates").rglob("*.crt"))
+bundle = pathlib.Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+found = [m[:16] for m in sys.argv[1:] if m in bundle]
+print(f"extra={extra} found={found} bundle={bundle.count('BEGIN CERTIFICATE')}")
+sys.exit(1 if extra or found else 0)
+"""
+
+
+def host_ca_markers() -> list[str]:
+    """One base64 line from the middle of each extra CA certificate this host trusts."""
+    markers = []
+    for cert in sorted(Path("/usr/local/share/ca-certificates").rglob("*.crt")):
+        lines = [line for line in cert.read_text().splitlines() if line and not line.startswith("-----")]
+        if len(lines) > 4:
+            markers.append(lines[len(lines) // 2])
+    return markers
+
+
+@pytest.mark.parametrize("image", ["operator", "job", "predictor"])
+def test_images_carry_nothing_of_the_build_host(e2e_release: Release, e2e_images: dict[str, str],
+                                                image: str) -> None:
+    release, markers = e2e_release, host_ca_markers()
+    pod = f"e2e-ca-{image}"
+    release.kubectl("run", pod, f"--image={e2e_images[image]}", "--image-pull-policy=Never", "--restart=Never",
+                    "--command", "--", "python3", "-c", _CA_CHECK, *markers)
+    phase = release.wait(f"pod {pod} to finish",
+                         lambda: release.get("pod", pod)["status"].get("phase") in ("Succeeded", "Failed")
+                         and release.get("pod", pod)["status"]["phase"], 180)
+    logs = release.kubectl("logs", pod, check=False)
+    release.kubectl("delete", "pod", pod, "--wait=false", check=False)
+    assert phase == "Succeeded", f"{e2e_images[image]}: {logs}"
+    assert "extra=[] found=[]" in logs and "bundle=" in logs
