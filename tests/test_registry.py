@@ -15,14 +15,28 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from visionops import registry, registry_cli
+from visionops.mlflow_rest import MlflowRestClient
 from visionops.registry import PROMOTION_REASON_TAG, PROMOTION_TAG, RegistryError
 
 pytestmark = pytest.mark.mlflow
 
 
-@pytest.fixture
-def client(mlflow_uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow_uri)
+class RestClientWithSetup(MlflowRestClient):
+    """The light REST client for every call the registry makes; MlflowClient only for the tests' own setup
+    (create_run, log_metric...), which the REST client does not offer."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self._setup = MlflowClient(tracking_uri=uri)
+
+    def __getattr__(self, name: str):
+        return getattr(self._setup, name)
+
+
+@pytest.fixture(params=["MlflowClient", "MlflowRestClient"])
+def client(request: pytest.FixtureRequest, mlflow_uri: str) -> MlflowClient:
+    """The registry runs with both clients: the CLI's MlflowClient and the operator's REST client."""
+    return MlflowClient(tracking_uri=mlflow_uri) if request.param == "MlflowClient" else RestClientWithSetup(mlflow_uri)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """MLflow Model Registry helpers: register a training run's model, move aliases, apply the gate.
 
-Sync functions taking an ``MlflowClient`` (the caller picks the tracking URI). A version's source
+Sync functions taking an ``MlflowClient`` or a :class:`visionops.mlflow_rest.MlflowRestClient` (the same
+methods, through the REST API alone: the operator's light client); the caller picks the tracking URI.
+Nothing here imports MLflow. A version's source
 is the run's ``model/`` artifact folder (``best.pt``, ``best.onnx``, ``class_map.json``,
 ``data_card.json``); ``mlflow.register_model`` is not used: in MLflow 3 it fails for plain
 artifacts, ``create_model_version`` with the artifact URI works.
@@ -13,14 +15,19 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from visionops import config
 from visionops.lineage import DIGEST_TAG, SOURCE_TAG
 from visionops.promotion import PromotionDecision, decide
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+    from visionops.mlflow_rest import MlflowRestClient
+
+    Client = MlflowClient | MlflowRestClient  # the same methods; the REST one imports no MLflow
 
 MODEL_ARTIFACT_PATH = "model"
 PER_CLASS_ARTIFACT = "per_class_ap50.json"
@@ -65,8 +72,13 @@ def class_metric_key(class_name: str) -> str:
     return AP50_METRIC_PREFIX + _METRIC_UNSAFE.sub("_", class_name.replace("/", "."))
 
 
-def _is_missing(error: MlflowException) -> bool:
-    return error.error_code == "RESOURCE_DOES_NOT_EXIST"
+def _error_code(error: BaseException) -> str | None:
+    """The MLflow error code of an MlflowException or MlflowRestError (``None`` for anything else)."""
+    return getattr(error, "error_code", None)
+
+
+def _is_missing(error: BaseException) -> bool:
+    return _error_code(error) == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _check_name(name: str) -> str:
@@ -75,22 +87,22 @@ def _check_name(name: str) -> str:
     return name
 
 
-def ensure_registered_model(client: MlflowClient, name: str) -> None:
+def ensure_registered_model(client: Client, name: str) -> None:
     """Create the registered model ``name`` unless it exists (safe against a concurrent creator)."""
     try:
         client.get_registered_model(name)
         return
-    except MlflowException as error:
+    except Exception as error:
         if not _is_missing(error):
             raise
     try:
         client.create_registered_model(name, description="YOLOv8n defect detector trained by VisionOps")
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+    except Exception as error:
+        if _error_code(error) != "RESOURCE_ALREADY_EXISTS":
             raise
 
 
-def versions(client: MlflowClient, name: str, run_id: str | None = None) -> list[ModelVersion]:
+def versions(client: Client, name: str, run_id: str | None = None) -> list[ModelVersion]:
     """All versions of ``name`` (of one run if given), oldest first."""
     query = f"name='{_check_name(name)}'" + (f" and run_id='{run_id}'" if run_id else "")
     found = list(client.search_model_versions(query))
@@ -98,7 +110,7 @@ def versions(client: MlflowClient, name: str, run_id: str | None = None) -> list
 
 
 def register_version(
-    client: MlflowClient, name: str, run_id: str, artifact_path: str = MODEL_ARTIFACT_PATH
+    client: Client, name: str, run_id: str, artifact_path: str = MODEL_ARTIFACT_PATH
 ) -> ModelVersion:
     """Register the run's ``artifact_path`` folder as a version of ``name`` and move staging to the newest.
 
@@ -107,7 +119,9 @@ def register_version(
     _check_name(name)
     try:
         run = client.get_run(run_id)
-    except MlflowException as error:
+    except Exception as error:
+        if _error_code(error) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise  # the server is unreachable or failing: worth a retry, unlike a missing run
         raise RegistryError(f"run {run_id!r} not found on the tracking server: {error.message}") from error
     if run.info.status != "FINISHED":
         raise RegistryError(f"run {run_id} is {run.info.status}; only FINISHED training runs can be registered")
@@ -133,7 +147,7 @@ def register_version(
     return version
 
 
-def run_metrics(client: MlflowClient, run_id: str) -> ModelMetrics:
+def run_metrics(client: Client, run_id: str) -> ModelMetrics:
     """map50 (final logged value) and per-class AP50 of a training run.
 
     Per-class values come from the run's ``per_class_ap50.json`` (exact class names); runs without
@@ -156,27 +170,28 @@ def run_metrics(client: MlflowClient, run_id: str) -> ModelMetrics:
     return ModelMetrics(run_id=run_id, map50=float(run.data.metrics["map50"]), per_class=per_class)
 
 
-def production_version(client: MlflowClient, name: str) -> ModelVersion | None:
+def production_version(client: Client, name: str) -> ModelVersion | None:
     """The version under the production alias, or ``None`` when there is none (or no model at all)."""
     _, production = aliases()
     try:
         return client.get_model_version_by_alias(name, production)
-    except MlflowException as error:
+    except Exception as error:
         # no model: RESOURCE_DOES_NOT_EXIST; no alias: INVALID_PARAMETER_VALUE "...alias ... not found."
-        alias_missing = error.error_code == "INVALID_PARAMETER_VALUE" and "alias" in error.message \
-            and "not found" in error.message
+        message = str(getattr(error, "message", ""))
+        alias_missing = _error_code(error) == "INVALID_PARAMETER_VALUE" and "alias" in message \
+            and "not found" in message
         if _is_missing(error) or alias_missing:
             return None
         raise
 
 
-def production_metrics(client: MlflowClient, name: str) -> ModelMetrics | None:
+def production_metrics(client: Client, name: str) -> ModelMetrics | None:
     """Metrics of the production version's run, or ``None`` when nothing is in production."""
     current = production_version(client, name)
     return None if current is None else run_metrics(client, current.run_id)
 
 
-def promote(client: MlflowClient, name: str, version: str | int, reason: str = "promoted manually") -> None:
+def promote(client: Client, name: str, version: str | int, reason: str = "promoted manually") -> None:
     """Move the production alias to ``version`` and record why on the version's tags."""
     _, production = aliases()
     client.get_model_version(name, str(version))  # a clear RESOURCE_DOES_NOT_EXIST if it is not there
@@ -186,7 +201,7 @@ def promote(client: MlflowClient, name: str, version: str | int, reason: str = "
 
 
 def evaluate(
-    client: MlflowClient,
+    client: Client,
     name: str,
     version: str | int,
     threshold: float | None = None,
@@ -206,7 +221,7 @@ def evaluate(
 
 
 def evaluate_and_promote(
-    client: MlflowClient,
+    client: Client,
     name: str,
     version: str | int,
     threshold: float | None = None,

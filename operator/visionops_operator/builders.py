@@ -18,6 +18,7 @@ LABEL_DRIFT_CHECK = f"{GROUP}/drift-check"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_PROMOTE = f"{GROUP}/promote"
 ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
+ANNOTATION_GENERATION = f"{GROUP}/generation"  # on a check Job: the DriftCheck generation it checks
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"
 PREDICTOR_CONTAINER = "kserve-container"
 
@@ -145,7 +146,7 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     name = meta["name"]
     dataset = spec["dataset"]
     args = [
-        "--dataset", f"{DATA_MOUNT}/{dataset.get('path', 'vision')}",
+        "--dataset", f"{DATA_MOUNT}/{dataset['path']}",
         "--workdir", WORK_MOUNT,
         "--result-file", TERMINATION_LOG,
     ]
@@ -178,7 +179,7 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     ]
     return _job(
         child_name(name, "train"), labels, _pod_spec(container, volumes, settings),
-        int(spec.get("backoffLimit", 0)), spec.get("activeDeadlineSeconds"),
+        int(spec.get("backoffLimit") or 0), spec.get("activeDeadlineSeconds"),
     )
 
 
@@ -191,8 +192,8 @@ def drift_job_template(check: Mapping[str, Any], settings: OperatorSettings) -> 
     same_volume = not cur.get("pvc") or cur.get("pvc") == ref["pvc"]
     current_root = DATA_MOUNT if same_volume else CURRENT_MOUNT
     args = [
-        "--reference", f"{DATA_MOUNT}/{ref.get('path', 'vision')}",
-        "--reference-split", ref.get("split", "train"),
+        "--reference", f"{DATA_MOUNT}/{ref['path']}",
+        "--reference-split", ref["split"],
         "--current", f"{current_root}/{cur['path']}",
         "--result-file", TERMINATION_LOG,
     ]
@@ -223,7 +224,8 @@ def drift_job_template(check: Mapping[str, Any], settings: OperatorSettings) -> 
         {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}, mounts,
     )
     job = _job("", labels, _pod_spec(container, volumes, settings), 0, 3600)
-    return {"metadata": {"labels": labels}, "spec": job["spec"]}
+    annotations = {ANNOTATION_GENERATION: str(meta.get("generation", 1))}
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": job["spec"]}
 
 
 def drift_job(check: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
@@ -232,8 +234,7 @@ def drift_job(check: Mapping[str, Any], settings: OperatorSettings) -> dict[str,
     generation = check["metadata"].get("generation", 1)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": child_name(check["metadata"]["name"], f"check-g{generation}"),
-                     "labels": template["metadata"]["labels"]},
+        "metadata": {"name": child_name(check["metadata"]["name"], f"check-g{generation}"), **template["metadata"]},
         "spec": template["spec"],
     }
 
@@ -245,7 +246,7 @@ def drift_cronjob(check: Mapping[str, Any], settings: OperatorSettings) -> dict[
     return {
         "apiVersion": "batch/v1", "kind": "CronJob",
         "metadata": {"name": child_name(check["metadata"]["name"], "drift"),
-                     "labels": template["metadata"]["labels"]},
+                     "labels": dict(template["metadata"]["labels"])},
         "spec": {
             "schedule": spec["schedule"],
             "suspend": bool(spec.get("suspend", False)),

@@ -1,4 +1,8 @@
-"""Condition types, reasons and phases in one place, and a pure helper to set a condition."""
+"""Condition types, reasons and phases in one place, and pure helpers to set and read conditions.
+
+Every reason is declared with :func:`_reason`, which records its one-line meaning in :data:`REASONS`;
+docs/operator.md and the CRDs' ``status.conditions`` descriptions name each one (a test checks it).
+"""
 
 from __future__ import annotations
 
@@ -6,44 +10,71 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-# TrainingRun condition types (usable with `kubectl wait --for=condition=<type>`).
+# Condition types (usable with `kubectl wait --for=condition=<type>`).
+READY = "Ready"  # both kinds: Unknown while in progress, True when done, False when it failed
 TRAINED = "Trained"
 REGISTERED = "Registered"
 PROMOTED = "Promoted"
-# DriftCheck condition types.
-CHECKED = "Checked"
-DRIFT_DETECTED = "DriftDetected"
+CHECKED = "Checked"  # DriftCheck
+DRIFT_DETECTED = "DriftDetected"  # DriftCheck
 
-# Phases.
-PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
-COMPLETED, SCHEDULED = "Completed", "Scheduled"
+# TrainingRun phases; Succeeded and Failed are also its terminal condition types.
+PENDING, RUNNING, REGISTERING, SUCCEEDED, FAILED = "Pending", "Running", "Registering", "Succeeded", "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
+# DriftCheck phases (besides Pending, Running and Failed).
+COMPLETED, SCHEDULED = "Completed", "Scheduled"
 
-# Reasons.
-JOB_CREATED = "JobCreated"
-TRAINING = "Training"
-TRAINING_SUCCEEDED = "TrainingSucceeded"
-JOB_FAILED = "JobFailed"
-RESULT_MISSING = "ResultMissing"
-VERSION_REGISTERED = "VersionRegistered"
-MLFLOW_UNAVAILABLE = "MLflowUnavailable"
-GATE_PASSED = "GatePassed"
-GATE_REJECTED = "GateRejected"
-AWAITING_MANUAL = "AwaitingManualPromotion"
-ROLLED_OUT = "RolledOut"
-INFERENCE_SERVICE_NOT_FOUND = "InferenceServiceNotFound"
-NO_INFERENCE_SERVICE = "NoInferenceService"
-CHECK_RUNNING = "CheckRunning"
-CHECK_COMPLETED = "CheckCompleted"
-CHECK_SKIPPED = "CheckSkipped"
-CHECK_FAILED = "CheckFailed"
-DRIFT = "DriftFound"
-NO_DRIFT = "NoDrift"
+TRAINING_RUN, DRIFT_CHECK = "TrainingRun", "DriftCheck"
+REASONS: dict[str, dict[str, str]] = {TRAINING_RUN: {}, DRIFT_CHECK: {}}
+"""Kind -> every reason the operator writes into its conditions or Events -> what it means."""
 
 
-def now_iso() -> str:
-    """Current UTC time in the RFC 3339 form Kubernetes uses."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def _reason(name: str, meaning: str, *kinds: str) -> str:
+    for kind in kinds or (TRAINING_RUN,):
+        REASONS[kind][name] = meaning
+    return name
+
+
+# TrainingRun
+JOB_CREATED = _reason("JobCreated", "the Job was created; its pod has not started yet", TRAINING_RUN, DRIFT_CHECK)
+TRAINING = _reason("Training", "the training pod runs; status.progress follows its epochs in MLflow")
+TRAINING_SUCCEEDED = _reason("TrainingSucceeded", "the Job succeeded and its MLflow run and metrics are recorded")
+REGISTERING_VERSION = _reason("Registering", "the operator registers the model version and applies the gate")
+MLFLOW_UNAVAILABLE = _reason("MLflowUnavailable", "an MLflow call failed; the operator retries with backoff")
+MLFLOW_NOT_CONFIGURED = _reason("MLflowNotConfigured", "the operator has no MLflow tracking URI, so it cannot register")
+REGISTRATION_FAILED = _reason(
+    "RegistrationFailed", "MLflow refused the run's model (run not FINISHED, or model/ artifacts missing)")
+VERSION_REGISTERED = _reason("VersionRegistered", "the model version is registered in MLflow")
+GATE_PASSED = _reason("GatePassed", "the version passed the gate and is production; no InferenceService to roll out")
+ROLLED_OUT = _reason("RolledOut", "the version is production and spec.promotion.inferenceService points at it")
+INFERENCE_SERVICE_NOT_FOUND = _reason(
+    "InferenceServiceNotFound", "the version is production but spec.promotion.inferenceService does not exist")
+GATE_REJECTED = _reason("GateRejected", "the version failed the promotion gate; production is unchanged")
+AWAITING_MANUAL = _reason(
+    "AwaitingManualPromotion", "spec.promotion.mode is manual: annotate visionops.io/promote=true to promote")
+JOB_FAILED = _reason("JobFailed", "the Job failed; status.message has the job's error or the container's reason")
+JOB_DELETED = _reason("JobDeleted", "the Job was deleted before it finished")
+RESULT_MISSING = _reason("ResultMissing", "the Job succeeded but left no result and MLflow has no run for it")
+# DriftCheck
+CHECK_RUNNING = _reason("CheckRunning", "the check Job of the current generation has not finished yet", DRIFT_CHECK)
+CHECK_COMPLETED = _reason("CheckCompleted", "the latest check finished with a result", DRIFT_CHECK)
+CHECK_SKIPPED = _reason(
+    "CheckSkipped", "the latest check was skipped: too few reference or current images", DRIFT_CHECK)
+CHECK_FAILED = _reason("CheckFailed", "the latest check Job failed; status.message says why", DRIFT_CHECK)
+DRIFT = _reason("DriftFound", "the latest check found dataset drift", DRIFT_CHECK)
+NO_DRIFT = _reason("NoDrift", "the latest check found no dataset drift", DRIFT_CHECK)
+RETRAINING_STARTED = _reason("RetrainingStarted", "drift started a retraining TrainingRun (an Event only)", DRIFT_CHECK)
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """``now`` (default: the current time) in the RFC 3339 UTC form Kubernetes uses."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time from a status field; ``None`` when empty."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def set_condition(
@@ -81,9 +112,11 @@ def set_condition(
     return out
 
 
+def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any]:
+    """The condition of ``type_``, or ``{}`` when absent."""
+    return next((cond for cond in conditions or [] if cond.get("type") == type_), {})
+
+
 def condition_status(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> str | None:
     """Status text (``"True"``/``"False"``/``"Unknown"``) of one condition, ``None`` when absent."""
-    for cond in conditions or []:
-        if cond.get("type") == type_:
-            return cond.get("status")
-    return None
+    return find(conditions, type_).get("status")

@@ -1,162 +1,104 @@
-"""DriftCheck handlers: one Job per check (now, then per schedule via a CronJob), results into status,
-retraining on drift — never a second TrainingRun while one runs or inside the cooldown."""
+"""DriftCheck handlers: one Job per check (now, then per schedule via a CronJob), results into status as
+each check Job ends, retraining on drift — never a second TrainingRun while one runs or inside the cooldown.
+
+Each handler is fetch -> decide (:mod:`.decisions`) -> act -> write (:func:`.status.update`); no timer, no
+finalizer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, builders, kube, metrics
+from . import GROUP, VERSION, builders, kube, metrics, status
 from . import conditions as c
-from .jobs import ACTIVE, FAILED, failure_reason, job_outcome, latest_pod, pod_result
-from .settings import current as current_settings
+from . import decisions as d
+from .jobs import ACTIVE, SUCCEEDED, JobOutcome, failure_reason, job_outcome, latest_pod, owner_uid, pod_result
 
-SETTINGS = current_settings()
-RESOURCE = (GROUP, VERSION, "driftchecks")
-HISTORY_LIMIT = 10
+PLURAL = "driftchecks"
+RESOURCE = (GROUP, VERSION, PLURAL)
+# the component label matters: kopf.adopt copies owner labels, so a retraining Job carries ours too
+CHECK_JOBS = {builders.LABEL_COMPONENT: "drift-check", builders.LABEL_DRIFT_CHECK: kopf.PRESENT}
 
 
 @kopf.on.create(*RESOURCE)
 @kopf.on.resume(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, meta: Mapping[str, Any],
-                  patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name: str, uid: str,
+                  memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """A Job for the current generation, and a CronJob when the check has a schedule."""
-    job = builders.drift_job(body, SETTINGS)
+    job = builders.drift_job(body, memo.settings)
     kopf.adopt(job, owner=body, nested="spec.template")
     job, created = kube.ensure_job(namespace, job)
     if created:
         logger.info(f"created drift Job {job['metadata']['name']}")
-        kopf.info(body, reason="JobCreated", message=f"created drift Job {job['metadata']['name']}")
     if spec.get("schedule"):
-        cronjob = builders.drift_cronjob(body, SETTINGS)
+        cronjob = builders.drift_cronjob(body, memo.settings)
         kopf.adopt(cronjob, owner=body, nested=("spec.jobTemplate", "spec.jobTemplate.spec.template"))
         kube.ensure_cronjob(namespace, cronjob)
-    patch.status["observedGeneration"] = meta.get("generation")
-    patch.status["lastJobName"] = job["metadata"]["name"]
-    recorded = {h.get("jobName") for h in body.get("status", {}).get("history") or []}
-    if job["metadata"]["name"] not in recorded:
-        patch.status["phase"] = c.RUNNING
+    job_name = job["metadata"]["name"]
+
+    def decide(_: Mapping[str, Any], st: d.Status) -> None:
+        d.check_job_created(st, job_name, created, job_name in d.history_names(st.view))
+
+    status.update(PLURAL, namespace, name, decide, uid=uid, current=body)
 
 
-def _needs_collect(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(spec.get("schedule")) or status.get("phase") not in (c.COMPLETED, c.FAILED)
-
-
-def _completion_key(job: Mapping[str, Any]) -> str:
-    status = job.get("status") or {}
-    return status.get("completionTime") or status.get("startTime") or job["metadata"].get("creationTimestamp") or ""
-
-
-@kopf.timer(*RESOURCE, interval=SETTINGS.poll_seconds, initial_delay=1.0, when=_needs_collect)
-def collect_results(body: kopf.Body, spec: Mapping[str, Any], status: Mapping[str, Any], name: str,
-                    namespace: str, meta: Mapping[str, Any], patch: kopf.Patch, logger: kopf.Logger,
-                    **_: Any) -> None:
-    """Record every finished check Job once, in completion order, and react to drift."""
-    history = list(status.get("history") or [])
-    seen = {h.get("jobName") for h in history}
-    # the component label matters: kopf.adopt copies owner labels, so a retraining Job carries ours too
-    jobs = kube.list_jobs(namespace, builders.drift_check_selector(name))
-    finished = []
-    for job in jobs:
-        if job["metadata"]["name"] in seen:
-            continue
-        outcome = job_outcome(job)
-        if outcome.state != ACTIVE:
-            finished.append((job, outcome))
-    if not finished:
+@kopf.on.event("batch", "v1", "jobs", labels=CHECK_JOBS)
+def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, logger: kopf.Logger,
+                      **_: Any) -> None:
+    """A check Job changed: Running while it runs; once it ends, its result (and maybe a retraining)."""
+    if event["type"] == "DELETED":
         return
-    view = dict(status)
-    conditions = list(status.get("conditions") or [])
-    for job, outcome in sorted(finished, key=lambda pair: _completion_key(pair[0])):
-        job_name = job["metadata"]["name"]
-        pod = latest_pod(kube.job_pods(namespace, job_name))
-        entry: dict[str, Any] = {"jobName": job_name, "time": c.now_iso()}
-        if outcome.state == FAILED:
-            reason = failure_reason(outcome, pod)
-            entry["result"] = "failed"
-            view.update(phase=c.FAILED, result="failed", message=reason, lastCheckTime=entry["time"])
-            conditions = c.set_condition(conditions, c.CHECKED, False, c.CHECK_FAILED, reason, meta.get("generation"))
-            kopf.warn(body, reason=c.CHECK_FAILED, message=reason)
-        else:
-            result = pod_result(pod) or {}
-            entry.update(_record_result(view, result))
-            metrics.DRIFT_SHARE.labels(namespace, name).set(view["driftShare"])
-            metrics.DRIFT_DETECTED.labels(namespace, name).set(1 if view["driftDetected"] else 0)
-            drift = bool(result.get("drift_detected"))
-            skipped = result.get("status") == "skipped"
-            conditions = c.set_condition(
-                conditions, c.CHECKED, True, c.CHECK_SKIPPED if skipped else c.CHECK_COMPLETED,
-                result.get("reason", "") if skipped else f"drift share {view.get('driftShare')}",
-                meta.get("generation"))
-            conditions = c.set_condition(
-                conditions, c.DRIFT_DETECTED, drift, c.DRIFT if drift else c.NO_DRIFT,
-                ", ".join(view.get("driftedFeatures") or []), meta.get("generation"))
-            if drift:
-                kopf.info(body, reason=c.DRIFT, message=f"drift share {view.get('driftShare')}: "
-                          f"{', '.join(view.get('driftedFeatures') or [])}")
-                retrain = _maybe_retrain(body, spec, view, namespace, job_name, logger)
-                if retrain:
-                    entry["triggeredTrainingRun"] = retrain
-        history.append(entry)
-    view["history"] = history[-HISTORY_LIMIT:]
-    view["conditions"] = conditions
-    if not spec.get("schedule") and view.get("phase") != c.FAILED:
-        view["phase"] = c.COMPLETED
-    elif spec.get("schedule") and view.get("phase") != c.FAILED:
-        view["phase"] = c.SCHEDULED
-    for key, value in view.items():
-        if status.get(key) != value:
-            patch.status[key] = value
+    meta = body["metadata"]
+    check_name, job_name = meta["labels"][builders.LABEL_DRIFT_CHECK], meta["name"]
+    check_uid = owner_uid(body, "DriftCheck")  # None for a CronJob's Job (the CronJob owns it)
+    outcome = job_outcome(body)
+    if outcome.state == ACTIVE:
+        status.update(PLURAL, namespace, check_name, lambda _, st: d.check_job_active(st, job_name))
+        return
+    check = kube.get_custom(namespace, PLURAL, check_name)
+    if check is None or job_name in d.history_names(check.get("status") or {}):
+        return
+    pod = latest_pod(kube.job_pods(namespace, job_name))
+    result, failure = pod_result(pod), failure_reason(outcome, pod)
+    generation = int((meta.get("annotations") or {}).get(builders.ANNOTATION_GENERATION) or 0) or None
+    scheduled = bool((check.get("spec") or {}).get("schedule"))
+    retrain = _retrain(check, job_name, outcome, result, logger)
+
+    def decide(_: Mapping[str, Any], st: d.Status) -> None:
+        drift = d.check_job_finished(st, job_name, generation, outcome, result, failure, scheduled)
+        if drift and retrain:
+            d.retraining_started(st, job_name, *retrain)
+
+    written = status.update(PLURAL, namespace, check_name, decide, uid=check_uid, current=check)
+    if written and written[1].changes.get("history"):
+        view = written[1].view
+        metrics.DRIFT_SHARE.labels(namespace, check_name).set(view.get("driftShare") or 0.0)
+        metrics.DRIFT_DETECTED.labels(namespace, check_name).set(1 if view.get("driftDetected") else 0)
+        if retrain and retrain[1]:
+            metrics.RETRAININGS.labels(namespace, check_name).inc()
 
 
-def _record_result(view: dict[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
-    outcome = result.get("status") or ("drift" if result.get("drift_detected") else "no_drift")
-    view.update(
-        result=outcome,
-        driftDetected=bool(result.get("drift_detected")),
-        driftShare=float(result.get("drift_share") or 0.0),
-        driftedFeatures=list(result.get("drifted_features") or []),
-        reportUri=result.get("report_uri") or "",
-        mlflowRunId=result.get("run_id") or "",
-        message=result.get("reason") or "",
-        lastCheckTime=c.now_iso(),
-    )
-    return {"result": outcome, "driftShare": view["driftShare"]}
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
+def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, result: Mapping[str, Any] | None,
+             logger: kopf.Logger) -> tuple[str, bool] | None:
+    """Create the retraining TrainingRun when this check found drift and retraining is allowed now:
+    ``(run name, created)``, or ``None``."""
+    if outcome.state != SUCCEEDED or not (result or {}).get("drift_detected"):
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _maybe_retrain(body: kopf.Body, spec: Mapping[str, Any], view: dict[str, Any], namespace: str,
-                   job_name: str, logger: kopf.Logger) -> str | None:
-    """Create the retraining TrainingRun unless one is active or the cooldown is not over."""
+    spec, meta = check.get("spec") or {}, check["metadata"]
     on_drift = spec.get("onDrift") or {}
     if not on_drift.get("retrain"):
         return None
-    name = body["metadata"]["name"]
-    runs = kube.list_training_runs(namespace, f"{builders.LABEL_DRIFT_CHECK}={name}")
-    active = [r["metadata"]["name"] for r in runs
-              if (r.get("status") or {}).get("phase") not in c.TERMINAL_PHASES]
-    if active:
-        logger.info(f"drift found but retraining {active[0]} is still running; not starting another")
+    runs = kube.list_training_runs(meta["namespace"], f"{builders.LABEL_DRIFT_CHECK}={meta['name']}")
+    active = [r["metadata"]["name"] for r in runs if (r.get("status") or {}).get("phase") not in c.TERMINAL_PHASES]
+    allowed, why = d.retraining_allowed(on_drift, (check.get("status") or {}).get("lastRetrainTime"), active,
+                                        status.utcnow())
+    if not allowed:
+        logger.info(f"drift found but not retraining: {why}")
         return None
-    last = _parse_time(view.get("lastRetrainTime"))
-    cooldown = int(on_drift.get("cooldownSeconds", 3600))
-    if last and (datetime.now(UTC) - last).total_seconds() < cooldown:
-        logger.info(f"drift found but inside the {cooldown}s retraining cooldown")
-        return None
-    run = builders.retraining_run(body, job_name, view.get("driftShare"))
-    run, created = kube.create_training_run(namespace, run)
-    run_name = run["metadata"]["name"]
-    view.update(triggeredTrainingRun=run_name, lastRetrainTime=c.now_iso())
-    if created:
-        metrics.RETRAININGS.labels(namespace, name).inc()
-        kopf.info(body, reason="RetrainingStarted", message=f"created TrainingRun {run_name}")
-    return run_name
+    run, created = kube.create_training_run(meta["namespace"], builders.retraining_run(
+        check, job_name, float((result or {}).get("drift_share") or 0.0)))
+    return run["metadata"]["name"], created

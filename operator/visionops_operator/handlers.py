@@ -1,34 +1,44 @@
-"""kopf entry module: settings at start-up, then the TrainingRun and DriftCheck handlers."""
+"""kopf entry module: the operator's settings and long-lived parts at start-up, then the handlers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
 
 import kopf
 
-from . import GROUP, drift, metrics, training  # noqa: F401 - importing registers the handlers
-from .settings import current as current_settings
+from . import GROUP, drift, kube, metrics, progress, training  # noqa: F401 - importing registers handlers
+from . import settings as operator_settings
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
-    """Own annotations and finalizer under our domain; log the effective configuration."""
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Own annotations under our domain, no chatter as Events; settings parsed once; the progress loop."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.posting.level = logging.INFO
+    settings.persistence.finalizer = f"{GROUP}/finalizer"  # only ever added for on.delete handlers: none
+    settings.posting.level = logging.WARNING  # our Events are posted explicitly, one per transition
     settings.watching.server_timeout = 300
-    settings.execution.max_workers = 8
-    # Fail MLflow calls fast: the handlers retry with their own backoff (TemporaryError).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    config = current_settings()
+    settings.execution.max_workers = 32  # handlers mostly wait on the API server and MLflow
+    config = memo.get("settings") or operator_settings.parse([], os.environ)  # `kopf run -m ...`: env only
+    memo.settings = config
+    memo.progress = progress.ProgressTracker()
     metrics.serve(config.metrics_port)
+    await asyncio.to_thread(kube.warm_up)  # before the first event, not during it
+    memo.progress_loop = asyncio.create_task(progress.loop(memo.progress, config, logger))
     logger.info(f"visionops operator configuration: {config.public()}")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the progress loop."""
+    task = memo.get("progress_loop")
+    if task:
+        task.cancel()
 
 
 @kopf.on.login()

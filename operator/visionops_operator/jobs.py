@@ -40,6 +40,14 @@ def job_outcome(job: Mapping[str, Any]) -> JobOutcome:
     return JobOutcome(ACTIVE, running=bool(status.get("active")) and bool(status.get("ready", 1)))
 
 
+def owner_uid(job: Mapping[str, Any], kind: str) -> str | None:
+    """The uid of the Job's controlling owner of ``kind`` (the custom resource it belongs to)."""
+    for ref in (job.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return ref.get("uid")
+    return None
+
+
 def latest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The most recently created pod of a Job (the last retry)."""
     if not pods:

@@ -1,8 +1,13 @@
-"""Thin access to the Kubernetes API (the official client), returning plain dicts."""
+"""Thin access to the Kubernetes API (the official client), returning plain dicts.
+
+Responses are decoded straight from JSON (``_preload_content=False``): the handlers want dicts, and the
+client's model classes cost CPU on every call for nothing.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any
 
@@ -12,6 +17,7 @@ from kubernetes.client.rest import ApiException
 from . import GROUP, VERSION
 
 KSERVE_GROUP, KSERVE_VERSION = "serving.kserve.io", "v1beta1"
+RAW = {"_preload_content": False}
 
 
 @functools.cache
@@ -27,13 +33,18 @@ def _client() -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+def warm_up() -> None:
+    """Build the client and load the API classes now (the first use of CoreV1Api costs over a second)."""
+    batch(), core(), custom()
+
+
 def reset() -> None:
     """Forget the cached client (tests switch clusters)."""
     _client.cache_clear()
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    return _client().sanitize_for_serialization(obj)
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
 
 
 def batch() -> kubernetes.client.BatchV1Api:
@@ -48,72 +59,67 @@ def custom() -> kubernetes.client.CustomObjectsApi:
     return kubernetes.client.CustomObjectsApi(_client())
 
 
-def is_status(exc: Exception, code: int) -> bool:
-    return isinstance(exc, ApiException) and exc.status == code
-
-
 def ensure_job(namespace: str, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create the Job, or return the existing one of that name: ``(job, created)``. Never makes two."""
     try:
-        return to_dict(batch().create_namespaced_job(namespace, job)), True
+        return _json(batch().create_namespaced_job(namespace, job, **RAW)), True
     except ApiException as exc:
         if exc.status != 409:
             raise
-    return to_dict(batch().read_namespaced_job(job["metadata"]["name"], namespace)), False
+    return _json(batch().read_namespaced_job(job["metadata"]["name"], namespace, **RAW)), False
 
 
 def ensure_cronjob(namespace: str, cronjob: dict[str, Any]) -> dict[str, Any]:
     """Create the CronJob or bring its schedule, suspension and template to the desired ones."""
     try:
-        return to_dict(batch().create_namespaced_cron_job(namespace, cronjob))
+        return _json(batch().create_namespaced_cron_job(namespace, cronjob, **RAW))
     except ApiException as exc:
         if exc.status != 409:
             raise
     patch = {"spec": cronjob["spec"]}
-    return to_dict(batch().patch_namespaced_cron_job(cronjob["metadata"]["name"], namespace, patch))
+    return _json(batch().patch_namespaced_cron_job(cronjob["metadata"]["name"], namespace, patch, **RAW))
 
 
-def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+    return _json(core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}", **RAW))["items"]
+
+
+def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """One of our custom resources, or ``None`` when it does not exist."""
     try:
-        return to_dict(batch().read_namespaced_job(name, namespace))
+        return _json(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, **RAW))
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
 
 
-def list_jobs(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return [to_dict(j) for j in batch().list_namespaced_job(namespace, label_selector=selector).items]
-
-
-def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
-    pods = core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-    return [to_dict(p) for p in pods]
+def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any], resource_version: str) -> None:
+    """Merge ``status`` into the resource's status, only if it is still at ``resource_version`` (else 409)."""
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, body, **RAW)
 
 
 def list_training_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "trainingruns", label_selector=selector
-    )["items"]
+    return _json(custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "trainingruns", label_selector=selector, **RAW))["items"]
 
 
 def create_training_run(namespace: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create a TrainingRun or return the existing one of that name: ``(run, created)``."""
-    api = custom()
     try:
-        return api.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingruns", body), True
+        return _json(custom().create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingruns", body,
+                                                              **RAW)), True
     except ApiException as exc:
         if exc.status != 409:
             raise
-    return api.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "trainingruns", body["metadata"]["name"]
-    ), False
+    return get_custom(namespace, "trainingruns", body["metadata"]["name"]) or {}, False
 
 
 def read_inference_service(namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return custom().get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace,
-                                                     "inferenceservices", name)
+        return _json(custom().get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace,
+                                                           "inferenceservices", name, **RAW))
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -121,6 +127,5 @@ def read_inference_service(namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def patch_inference_service(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-    return custom().patch_namespaced_custom_object(
-        KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name, patch
-    )
+    return _json(custom().patch_namespaced_custom_object(
+        KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name, patch, **RAW))

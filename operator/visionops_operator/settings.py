@@ -1,48 +1,126 @@
-"""Operator configuration: flags and environment, logged once at start."""
+"""Operator configuration: command-line flags, each with an environment-variable fallback, parsed once at start.
+
+``python -m visionops_operator`` parses its flags here and hands the result to the handlers in kopf's memo;
+under ``kopf run -m visionops_operator.handlers`` (tests) the start-up handler parses the environment alone.
+Nothing reads the environment at import time.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from exc
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 @dataclass(frozen=True)
 class OperatorSettings:
     """Everything the operator needs that is not in a custom resource."""
 
-    mlflow_uri: str = field(default_factory=lambda: os.environ.get("VISIONOPS_MLFLOW_URI", ""))
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch (with --all-namespaces: every one)."""
+    all_namespaces: bool = False
+    mlflow_uri: str = ""
     """Tracking URI the operator uses and passes to the Jobs it starts."""
-    job_image: str = field(default_factory=lambda: os.environ.get("VISIONOPS_JOB_IMAGE", "visionops-job:0.1.0"))
+    job_image: str = "visionops-job:0.1.0"
     """Default image of training and drift Jobs (a CR's spec.image overrides it)."""
-    image_pull_policy: str = field(
-        default_factory=lambda: os.environ.get("VISIONOPS_IMAGE_PULL_POLICY", "IfNotPresent")
-    )
-    job_service_account: str = field(default_factory=lambda: os.environ.get("VISIONOPS_JOB_SERVICE_ACCOUNT", ""))
+    image_pull_policy: str = "IfNotPresent"
+    job_service_account: str = ""
     """ServiceAccount of the Job pods (the namespace's default when empty)."""
-    poll_seconds: float = field(default_factory=lambda: _env_float("VISIONOPS_POLL_SECONDS", 5.0))
-    """How often a running TrainingRun or DriftCheck is reconciled."""
-    progress_seconds: float = field(default_factory=lambda: _env_float("VISIONOPS_PROGRESS_SECONDS", 15.0))
-    """Least time between two reads of a run's epoch progress from MLflow."""
-    metrics_port: int = field(default_factory=lambda: int(os.environ.get("VISIONOPS_METRICS_PORT", "8081") or 0))
+    progress_seconds: float = 15.0
+    """How often the epoch progress of training pods is read from MLflow."""
+    mlflow_retry_seconds: float = 10.0
+    """Delay before retrying a registration step whose MLflow call failed."""
+    metrics_port: int = 8081
     """Port of the operator's Prometheus /metrics (0 disables it)."""
-    mlflow_retry_seconds: float = field(default_factory=lambda: _env_float("VISIONOPS_MLFLOW_RETRY_SECONDS", 10.0))
-    """First delay before retrying an MLflow call that failed (doubles up to 5 minutes)."""
+    liveness: str = "http://0.0.0.0:8080/healthz"
+    verbose: bool = False
 
-    def public(self) -> dict[str, object]:
+    def public(self) -> dict[str, Any]:
         """The effective configuration, for the start-up log line."""
         return asdict(self)
 
 
-def current() -> OperatorSettings:
-    """Settings read from the environment now."""
-    return OperatorSettings()
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text or 0)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a port number 0-65535, got {text!r}")
+    return value
+
+
+def _pull_policy(text: str) -> str:
+    if text not in PULL_POLICIES:
+        raise ValueError(f"must be one of {', '.join(PULL_POLICIES)}, got {text!r}")
+    return text
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _namespaces(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+# flag, field, environment variable, parse function, help (the default is appended)
+_OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
+    ("--mlflow-uri", "mlflow_uri", "VISIONOPS_MLFLOW_URI", str, "MLflow tracking URI, also given to the Jobs"),
+    ("--job-image", "job_image", "VISIONOPS_JOB_IMAGE", str, "image of training and drift Jobs"),
+    ("--image-pull-policy", "image_pull_policy", "VISIONOPS_IMAGE_PULL_POLICY", _pull_policy,
+     "imagePullPolicy of the Jobs"),
+    ("--job-service-account", "job_service_account", "VISIONOPS_JOB_SERVICE_ACCOUNT", str,
+     "ServiceAccount of the Job pods (empty: the namespace's default)"),
+    ("--progress-seconds", "progress_seconds", "VISIONOPS_PROGRESS_SECONDS", _positive,
+     "seconds between two reads of the training pods' epoch progress from MLflow"),
+    ("--mlflow-retry-seconds", "mlflow_retry_seconds", "VISIONOPS_MLFLOW_RETRY_SECONDS", _positive,
+     "seconds before retrying a registration step whose MLflow call failed"),
+    ("--metrics-port", "metrics_port", "VISIONOPS_METRICS_PORT", _port, "port of /metrics (0: off)"),
+    ("--liveness", "liveness", "VISIONOPS_LIVENESS", str, "kopf's liveness endpoint"),
+)
+
+
+def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The command line; every default comes from ``environ`` when the variable is set."""
+    defaults = OperatorSettings()
+    cli = argparse.ArgumentParser(prog="visionops-operator",
+                                  description="Run the VisionOps operator (TrainingRun and DriftCheck).")
+
+    def env(name: str, convert: Callable[[str], Any], fallback: Any) -> Any:
+        raw = environ.get(name)
+        if raw in (None, ""):
+            return fallback
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            cli.error(f"environment variable {name}: {exc}")
+
+    cli.add_argument("-n", "--namespace", dest="namespaces", action="append",
+                     help="namespace to watch, repeatable (env VISIONOPS_WATCH_NAMESPACES, comma-separated)")
+    cli.add_argument("-A", "--all-namespaces", action="store_true",
+                     default=env("VISIONOPS_ALL_NAMESPACES", _flag, False),
+                     help="watch every namespace (env VISIONOPS_ALL_NAMESPACES; default: off)")
+    for flag, field, name, convert, text in _OPTIONS:
+        default = env(name, convert, getattr(defaults, field))
+        cli.add_argument(flag, dest=field, type=convert, default=default,
+                         help=f"{text} (env {name}; default: {getattr(defaults, field)!r})")
+    cli.add_argument("--verbose", action="store_true", default=env("VISIONOPS_VERBOSE", _flag, False),
+                     help="verbose kopf logs (env VISIONOPS_VERBOSE)")
+    cli.set_defaults(env_namespaces=env("VISIONOPS_WATCH_NAMESPACES", _namespaces, ()))
+    return cli
+
+
+def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> OperatorSettings:
+    """Settings from flags, falling back to ``environ``; exits with status 2 and a message on a bad value."""
+    args = vars(parser(environ).parse_args(argv))
+    env_namespaces = args.pop("env_namespaces")
+    args["namespaces"] = tuple(args["namespaces"] or env_namespaces)
+    return OperatorSettings(**args)

@@ -1,23 +1,26 @@
 """The operator's reads of MLflow: find a TrainingRun's run, its epoch progress, its final result.
 
-Registration and the promotion gate live in :mod:`visionops.registry` (shared with the CLI).
+Through :class:`visionops.mlflow_rest.MlflowRestClient` (the REST API alone, no ``mlflow`` import); the
+registration and the promotion gate live in :mod:`visionops.registry` (shared with the CLI).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlflow.tracking import MlflowClient
+from visionops.mlflow_rest import MlflowRestClient
+
+from .decisions import METRIC_KEYS
 
 UID_TAG = "visionops.io/uid"
 
 
-def client(uri: str) -> MlflowClient:
-    """An MLflow client for ``uri`` (the operator never relies on the ambient tracking URI)."""
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+def client(uri: str) -> MlflowRestClient:
+    """A client for ``uri`` (the operator never relies on an ambient tracking URI)."""
+    return MlflowRestClient(uri)
 
 
-def find_run_id(mlflow: MlflowClient, uid: str) -> str | None:
+def find_run_id(mlflow: MlflowRestClient, uid: str) -> str | None:
     """Newest run tagged with this custom resource's uid, across experiments."""
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     if not experiments:
@@ -29,7 +32,7 @@ def find_run_id(mlflow: MlflowClient, uid: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def epoch_progress(mlflow: MlflowClient, run_id: str) -> tuple[int | None, int | None]:
+def epoch_progress(mlflow: MlflowRestClient, run_id: str) -> tuple[int | None, int | None]:
     """(epochs completed, epochs planned) as the training job logs them while it runs."""
     run = mlflow.get_run(run_id)
     epoch = run.data.metrics.get("epoch")
@@ -40,12 +43,9 @@ def epoch_progress(mlflow: MlflowClient, run_id: str) -> tuple[int | None, int |
     )
 
 
-def result_from_run(mlflow: MlflowClient, run_id: str) -> dict[str, Any]:
+def result_from_run(mlflow: MlflowRestClient, run_id: str) -> dict[str, Any]:
     """A training result rebuilt from MLflow when the pod's termination message is gone."""
     run = mlflow.get_run(run_id)
     metrics = run.data.metrics
-    return {
-        "run_id": run_id,
-        "status": run.info.status,
-        "metrics": {k: metrics[k] for k in ("map50", "map50_95", "precision", "recall") if k in metrics},
-    }
+    scores = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    return {"run_id": run_id, "status": run.info.status, "metrics": scores}

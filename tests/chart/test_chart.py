@@ -330,7 +330,7 @@ def test_helm_lint(k8s_bin: Path, kube_version: str, values: Path | None) -> Non
 
 @pytest.mark.cluster
 def test_schema_rejects_bad_values(k8s_bin: Path, kube_version: str) -> None:
-    for bad in ("operator.pollSeconds=0", "predictor.service.type=Ingress", "mlflow.workers=0",
+    for bad in ("operator.progressSeconds=0", "predictor.service.type=Ingress", "mlflow.workers=0",
                 "operator.image.pullPolicy=Sometimes", "unknownTopLevel=1"):
         with pytest.raises(AssertionError, match=r"values don't meet the specifications|schema"):
             render(k8s_bin, kube_version, sets=[bad])
@@ -398,7 +398,6 @@ def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
         "VISIONOPS_JOB_IMAGE": "visionops-job:0.1.0",
         "VISIONOPS_IMAGE_PULL_POLICY": "IfNotPresent",
         "VISIONOPS_JOB_SERVICE_ACCOUNT": "visionops-job",
-        "VISIONOPS_POLL_SECONDS": "5",
         "VISIONOPS_PROGRESS_SECONDS": "15",
         "VISIONOPS_MLFLOW_RETRY_SECONDS": "10",
         "VISIONOPS_METRICS_PORT": "8081",
@@ -685,7 +684,7 @@ def test_operator_runs_under_chart_rbac_without_forbidden(kube_cluster: KubeClus
     kubeconfig = _service_account_kubeconfig(kube_cluster, k8s_namespace, account, tmp_path / "operator.kubeconfig")
     settings = find(docs, "ConfigMap", account)["data"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONOPS_", "KUBECONFIG"))}
-    env |= {**settings, "VISIONOPS_MLFLOW_URI": "", "VISIONOPS_POLL_SECONDS": "1", "KUBECONFIG": str(kubeconfig),
+    env |= {**settings, "VISIONOPS_MLFLOW_URI": "", "KUBECONFIG": str(kubeconfig),
             "VISIONOPS_LIVENESS": f"http://127.0.0.1:{_free_port()}/healthz"}
     log = tmp_path / "operator.log"
     with log.open("w") as sink:
@@ -708,10 +707,10 @@ def test_operator_runs_under_chart_rbac_without_forbidden(kube_cluster: KubeClus
             assert proc.poll() is None, f"the operator exited {proc.returncode}:\n{log.read_text()[-4000:]}"
             assert time.monotonic() < deadline, f"no Job/CronJob/status after 90 s:\n{log.read_text()[-4000:]}"
             time.sleep(1)
-        time.sleep(3)  # a few timer rounds (Job reads, pod lists) and event posts
+        time.sleep(3)  # the Job watch's first events (Job reads, pod lists) and event posts
         events = kube_cluster.kubectl("get", "events", "-n", k8s_namespace, "-o", "json").stdout
         assert "JobCreated" in events, "no event posted by the operator"
-        # Deletion under the same rights: kopf removes its finalizers (timers hold one), so nothing is left behind.
+        # Deletion: no finalizer holds the resources, and their children go by ownerReferences.
         kube_cluster.kubectl("delete", "trainingruns,driftchecks", "--all", "-n", k8s_namespace, "--wait=true",
                              "--timeout=60s")
     finally:

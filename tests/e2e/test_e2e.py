@@ -123,6 +123,9 @@ def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_relea
     assert status["jobName"] == job
     assert jobs_of(release, TRAINING_LABEL, TRAINING_RUN) == [job], "a second Job appeared"
     assert status["promotion"]["decision"] == "Promoted", status["promotion"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["Ready"]["reason"] == "RolledOut", conditions
+    assert conditions["Succeeded"]["status"] == "True" and "Failed" not in conditions, conditions
     assert new != old
 
     # The in-cluster MLflow has the run the pod logged, and the registry's production alias points at it.

@@ -55,3 +55,28 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def jobs(namespace: str, selector: str) -> list[Any]:
     return batch().list_namespaced_job(namespace, label_selector=selector).items
+
+
+def core() -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api())
+
+
+def event_reasons(namespace: str, kind: str, name: str) -> list[str]:
+    """Reasons of the Events posted on one object, oldest first."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    events = core().list_namespaced_event(namespace, field_selector=selector).items
+    events.sort(key=lambda e: (e.first_timestamp or e.event_time or e.metadata.creation_timestamp,
+                               e.metadata.creation_timestamp))
+    return [e.reason for e in events for _ in range(e.count or 1)]
+
+
+def settled_event_reasons(namespace: str, kind: str, name: str, quiet: float = 3.0) -> list[str]:
+    """The Event reasons once no new Event came for ``quiet`` seconds (kopf posts them asynchronously)."""
+    last = event_reasons(namespace, kind, name)
+    deadline = time.monotonic() + quiet
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = event_reasons(namespace, kind, name)
+        if now != last:
+            last, deadline = now, time.monotonic() + quiet
+    return last

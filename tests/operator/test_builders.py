@@ -1,7 +1,8 @@
-"""Pure builders and readers of the operator: no cluster needed."""
+"""Pure builders and readers of the operator: no cluster needed (specs defaulted like the apiserver does)."""
 
 from __future__ import annotations
 
+from crds import defaulted
 from visionops_operator import builders
 from visionops_operator.conditions import set_condition
 from visionops_operator.jobs import FAILED, SUCCEEDED, failure_reason, job_outcome
@@ -13,15 +14,17 @@ SETTINGS = OperatorSettings(mlflow_uri="http://mlflow:5000", job_image="job:1")
 def run(**spec) -> dict:
     base = {"dataset": {"pvc": "data", "path": "vision"}}
     base.update(spec)
-    return {"metadata": {"name": "tr1", "namespace": "ns", "uid": "u-1", "generation": 1}, "spec": base}
+    return {"metadata": {"name": "tr1", "namespace": "ns", "uid": "u-1", "generation": 1},
+            "spec": defaulted("TrainingRun", base)}
 
 
-def test_training_job_passes_only_given_hyperparameters_and_is_hardened():
+def test_training_job_passes_the_complete_spec_and_is_hardened():
     job = builders.training_job(run(hyperparameters={"epochs": 3, "lr0": 0.02}), SETTINGS)
     container = job["spec"]["template"]["spec"]["containers"][0]
+    args = dict(zip(container["args"][::2], container["args"][1::2], strict=False))
     assert job["metadata"]["name"] == "tr1-train"
-    assert container["args"][container["args"].index("--epochs") + 1] == "3"
-    assert "--batch" not in container["args"]
+    assert args["--epochs"] == "3" and args["--lr0"] == "0.02"
+    assert args["--batch"] == "8" and args["--experiment"] == "visionops-training"  # the CRD's defaults
     assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
     assert container["terminationMessagePath"] == "/dev/termination-log"
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -71,9 +74,10 @@ def test_retraining_run_name_is_fixed_by_the_check_job():
 
 def test_drift_job_mounts_a_second_volume_only_when_needed():
     check = {"metadata": {"name": "dc", "generation": 2},
-             "spec": {"reference": {"pvc": "a"}, "current": {"pvc": "b", "path": "batch"}}}
+             "spec": defaulted("DriftCheck", {"reference": {"pvc": "a"}, "current": {"pvc": "b", "path": "batch"}})}
     job = builders.drift_job(check, SETTINGS)
     assert job["metadata"]["name"] == "dc-check-g2"
+    assert job["metadata"]["annotations"][builders.ANNOTATION_GENERATION] == "2"
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--current") + 1] == "/current/batch"
     check["spec"]["current"] = {"path": "batch"}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from k8s import condition, create, custom, get, jobs, wait_until
+from k8s import batch, condition, create, custom, get, jobs, settled_event_reasons, wait_until
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow, pytest.mark.slow]
@@ -40,6 +43,24 @@ def claims(pod_runner, synth_vision_root: Path) -> None:
     pod_runner.claims["datasets"] = synth_vision_root.parent
 
 
+def kubectl_wait(cluster, namespace: str, name: str, condition_arg: str, timeout: int = 120) -> subprocess.Popen:
+    """``kubectl wait tr/NAME --for=...`` started in the background (as a user would, before the run ends)."""
+    cmd = [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "wait",
+           f"trainingrun/{name}", f"--for={condition_arg}", f"--timeout={timeout}s"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ended(waiter: subprocess.Popen, timeout: float = 30) -> str:
+    """Wait for a background ``kubectl wait``; fail unless it ended successfully."""
+    out, _ = waiter.communicate(timeout=timeout)
+    assert waiter.returncode == 0, out
+    return out
+
+
+def seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def phase_is(namespace: str, name: str, *phases: str):
     def check():
         obj = get(namespace, "trainingruns", name)
@@ -48,24 +69,32 @@ def phase_is(namespace: str, name: str, *phases: str):
 
 
 def test_happy_path_trains_registers_promotes_and_rolls_out(
-    run_operator, pod_runner, claims, k8s_namespace, mlflow_uri
+    run_operator, pod_runner, claims, k8s_namespace, mlflow_uri, kube_cluster
 ):
     ns, model = k8s_namespace, f"detector-{k8s_namespace}"
     isvc(ns, "detector")
     with run_operator():
         run = create(ns, "trainingruns", "tr-ok", training_spec(model, 0.0, "detector"))
+        ready = kubectl_wait(kube_cluster, ns, "tr-ok", "condition=Ready")
         pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-ok")
         job = jobs(ns, "visionops.io/training-run=tr-ok")[0]
         assert job.metadata.owner_references[0].uid == run["metadata"]["uid"]
         assert pod.spec.containers[0].security_context.run_as_non_root is True
         proc = pod_runner.run(pod)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        done = wait_until(phase_is(ns, "tr-ok", "Succeeded", "Failed"), 120, what="TrainingRun to finish")
+        ended(ready, 120)
+        done = get(ns, "trainingruns", "tr-ok")
+        reasons = settled_event_reasons(ns, "TrainingRun", "tr-ok")
     status = done["status"]
     assert status["phase"] == "Succeeded", status
-    for type_ in ("Trained", "Registered", "Promoted"):
+    for type_ in ("Trained", "Registered", "Promoted", "Ready", "Succeeded"):
         assert condition(done, type_)["status"] == "True", status["conditions"]
-    assert condition(done, "Promoted")["reason"] == "RolledOut"
+    assert condition(done, "Promoted")["reason"] == condition(done, "Ready")["reason"] == "RolledOut"
+    assert not condition(done, "Failed")
+    # One Event per transition, from apply to done; none from progress reads or kopf's own bookkeeping.
+    assert Counter(reasons) == Counter(["JobCreated", "TrainingSucceeded", "VersionRegistered", "RolledOut"]), reasons
+    # The spec that ran is the stored one: the CRD's defaults filled in what the test left out.
+    assert done["spec"]["hyperparameters"]["patience"] == 5 and done["spec"]["promotion"]["mode"] == "auto"
     assert status["promotion"]["decision"] == "Promoted"
     assert status["progress"]["epoch"] == 2
     assert set(status["metrics"]) == {"map50", "map50_95", "precision", "recall"}
@@ -100,17 +129,29 @@ def test_rejected_promotion_keeps_production_and_says_why(
     assert "production" not in aliases
 
 
-def test_failed_job_shows_its_reason(run_operator, pod_runner, claims, k8s_namespace):
+def test_failed_job_shows_its_reason(run_operator, pod_runner, claims, k8s_namespace, kube_cluster):
     ns = k8s_namespace
     with run_operator():
         create(ns, "trainingruns", "tr-bad", training_spec(f"m-{ns}", 0.0, path="no-such-dataset"))
+        waiters = [kubectl_wait(kube_cluster, ns, "tr-bad", arg)
+                   for arg in ("condition=Failed", "condition=Ready=False", "jsonpath={.status.completionTime}")]
         pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-bad")
         assert pod_runner.run(pod).returncode != 0
-        done = wait_until(phase_is(ns, "tr-bad", "Failed", "Succeeded"), 90, what="TrainingRun to fail")
+        for waiter in waiters:  # every way of waiting for a failed run ends
+            ended(waiter, 90)
+        done = get(ns, "trainingruns", "tr-bad")
+        reasons = settled_event_reasons(ns, "TrainingRun", "tr-bad")
     assert done["status"]["phase"] == "Failed"
-    trained = condition(done, "Trained")
-    assert trained["status"] == "False" and trained["reason"] == "JobFailed"
+    for type_ in ("Trained", "Ready"):
+        assert condition(done, type_)["status"] == "False" and condition(done, type_)["reason"] == "JobFailed"
+    assert condition(done, "Failed")["status"] == "True" and not condition(done, "Succeeded")
     assert "no-such-dataset" in done["status"]["message"], done["status"]["message"]
+    assert "no-such-dataset" in condition(done, "Ready")["message"]
+    assert Counter(reasons) == Counter(["JobCreated", "JobFailed"]), reasons
+    # The Job's end reached the run by its watch, not a poll: within about a second (timestamps have seconds).
+    job = batch().read_namespaced_job("tr-bad-train", ns)
+    failed_at = next(c.last_transition_time for c in job.status.conditions if c.type == "Failed").timestamp()
+    assert seconds(done["status"]["jobCompletionTime"]) - failed_at <= 2, (failed_at, done["status"])
 
 
 def test_operator_restart_mid_run_makes_no_second_job(run_operator, pod_runner, claims, k8s_namespace):
@@ -127,3 +168,17 @@ def test_operator_restart_mid_run_makes_no_second_job(run_operator, pod_runner, 
         done = wait_until(phase_is(ns, "tr-restart", "Succeeded", "Failed"), 120, what="TrainingRun to finish")
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert len(jobs(ns, "visionops.io/training-run=tr-restart")) == 1
+
+
+def test_no_finalizer_so_deleting_works_with_the_operator_down(run_operator, pod_runner, claims, k8s_namespace,
+                                                               kube_cluster):
+    ns = k8s_namespace
+    with run_operator():
+        create(ns, "trainingruns", "tr-gone", training_spec(f"m-{ns}", 0.0))
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-gone")
+        pod_runner.set_running(pod)
+        running = wait_until(phase_is(ns, "tr-gone", "Running"), 30, what="phase Running")
+    assert not running["metadata"].get("finalizers"), running["metadata"]
+    kube_cluster.kubectl("delete", "-n", ns, "trainingrun/tr-gone", "--timeout=20s")  # the operator is stopped
+    wait_until(lambda: not jobs(ns, "visionops.io/training-run=tr-gone"), 60,
+               what="the Job to be garbage-collected through its ownerReference")
