@@ -159,8 +159,12 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     model = spec.get("model") or {}
     if model.get("experiment"):
         args += ["--experiment", model["experiment"]]
-    if int((spec.get("resources") or {}).get("gpu") or 0) > 0:
-        args += ["--device", "0"]
+    gpus = int((spec.get("resources") or {}).get("gpu") or 0)
+    if gpus > 0:  # every requested device, in one pod (ultralytics trains data-parallel on "0,1,...")
+        args += ["--device", ",".join(str(i) for i in range(gpus))]
+    if spec.get("initFrom"):
+        source = spec["initFrom"]
+        args += ["--init-from", source if source.startswith("models:") else f"{DATA_MOUNT}/{source}"]
     labels = {"app.kubernetes.io/name": "visionops", LABEL_COMPONENT: "training", LABEL_TRAINING_RUN: name}
     container = _job_container(
         "train", "training_job", args, run, "TrainingRun", settings, _resources(spec.get("resources")),
@@ -177,9 +181,13 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
         {"name": "tmp", "emptyDir": {}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
     ]
+    pod = _pod_spec(container, volumes, settings)
+    scheduling = spec.get("scheduling") or {}
+    for key in ("nodeSelector", "tolerations", "priorityClassName"):
+        if scheduling.get(key):
+            pod[key] = scheduling[key]
     return _job(
-        child_name(name, "train"), labels, _pod_spec(container, volumes, settings),
-        int(spec.get("backoffLimit") or 0), spec.get("activeDeadlineSeconds"),
+        child_name(name, "train"), labels, pod, int(spec.get("backoffLimit") or 0), spec.get("activeDeadlineSeconds"),
     )
 
 

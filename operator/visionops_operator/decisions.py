@@ -120,6 +120,8 @@ def training_result(st: Status, result: Mapping[str, Any]) -> None:
     st.set(mlflowRunId=result["run_id"],
            metrics={k: float(scores[k]) for k in METRIC_KEYS if k in scores},
            perClassAP50={k: float(v) for k, v in (result.get("per_class_ap50") or {}).items()})
+    if result.get("dataset_digest"):
+        st.set(datasetDigest=str(result["dataset_digest"]))
     epochs = result.get("epochs_completed")
     if epochs is not None:
         planned = (st.get("progress") or {}).get("epochs") or epochs

@@ -103,3 +103,25 @@ def test_set_condition_keeps_transition_time_when_status_unchanged():
     assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "Training"
     flipped = set_condition(same, "Trained", True, "TrainingSucceeded", now="t3")
     assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["status"] == "True"
+
+
+def test_gpus_are_all_used_and_scheduling_reaches_the_pod():
+    scheduling = {"nodeSelector": {"accelerator": "h200"}, "priorityClassName": "training",
+                  "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    job = builders.training_job(run(resources={"cpu": "8", "memory": "32Gi", "gpu": 2}, scheduling=scheduling),
+                                SETTINGS)
+    pod = job["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--device") + 1] == "0,1"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert {k: pod[k] for k in scheduling} == scheduling
+
+
+def test_init_from_a_version_or_a_file_on_the_dataset_volume():
+    for source, flag in (("models:/detector@production", "models:/detector@production"),
+                         ("weights/best.pt", f"{builders.DATA_MOUNT}/weights/best.pt")):
+        job = builders.training_job(run(initFrom=source), SETTINGS)
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--init-from") + 1] == flag
+    args = builders.training_job(run(), SETTINGS)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--init-from" not in args
