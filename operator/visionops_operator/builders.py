@@ -266,11 +266,15 @@ def drift_cronjob(check: Mapping[str, Any], settings: OperatorSettings) -> dict[
     }
 
 
-def retraining_run(check: Mapping[str, Any], job_name: str, drift_share: float | None) -> dict[str, Any]:
-    """The TrainingRun a DriftCheck creates on drift; its name is fixed by the check Job, so no duplicate."""
+def retraining_run(check: Mapping[str, Any], job_name: str, drift_share: float | None,
+                   init_from: str | None = None) -> dict[str, Any]:
+    """The TrainingRun a DriftCheck creates on drift; its name is fixed by the check Job, so no duplicate.
+    ``init_from`` (the production version) is its starting point unless the template names its own."""
     meta = check["metadata"]
     template = copy.deepcopy((check["spec"].get("onDrift") or {}).get("trainingRunTemplate") or {})
     spec = template.get("spec", template)
+    if init_from and not spec.get("initFrom"):
+        spec["initFrom"] = init_from
     digest = hashlib.sha256(job_name.encode()).hexdigest()[:6]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -12,7 +12,9 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, builders, kube, metrics, status
+from visionops import config
+
+from . import GROUP, VERSION, builders, kube, metrics, status, tracking
 from . import conditions as c
 from . import decisions as d
 from .jobs import ACTIVE, SUCCEEDED, JobOutcome, failure_reason, job_outcome, latest_pod, owner_uid, pod_result
@@ -48,7 +50,7 @@ def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHECK_JOBS)
 def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, logger: kopf.Logger,
-                      **_: Any) -> None:
+                      memo: kopf.Memo, **_: Any) -> None:
     """A check Job changed: Running while it runs; once it ends, its result (and maybe a retraining)."""
     if event["type"] == "DELETED":
         return
@@ -66,7 +68,7 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
     result, failure = pod_result(pod), failure_reason(outcome, pod)
     generation = int((meta.get("annotations") or {}).get(builders.ANNOTATION_GENERATION) or 0) or None
     scheduled = bool((check.get("spec") or {}).get("schedule"))
-    retrain = _retrain(check, job_name, outcome, result, logger)
+    retrain = _retrain(check, job_name, outcome, result, memo.settings.mlflow_uri, logger)
 
     def decide(_: Mapping[str, Any], st: d.Status) -> None:
         drift = d.check_job_finished(st, job_name, generation, outcome, result, failure, scheduled)
@@ -82,8 +84,23 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
             metrics.RETRAININGS.labels(namespace, check_name).inc()
 
 
+def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: kopf.Logger) -> str | None:
+    """``models:/<name>/<N>`` of the production version the retraining starts from (what production already
+    knows), unless the template sets its own ``initFrom``; ``None`` (from scratch) when there is none yet."""
+    template = on_drift.get("trainingRunTemplate") or {}
+    spec = template.get("spec", template)
+    if spec.get("initFrom") or not mlflow_uri:
+        return None
+    name = (spec.get("model") or {}).get("name") or config.load("training")["registered_model_name"]
+    version = tracking.production_version(tracking.client(mlflow_uri), name)
+    if version is None:
+        logger.info(f"no production version of {name}: the retraining starts from scratch")
+        return None
+    return f"models:/{name}/{version}"
+
+
 def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, result: Mapping[str, Any] | None,
-             logger: kopf.Logger) -> tuple[str, bool] | None:
+             mlflow_uri: str, logger: kopf.Logger) -> tuple[str, bool] | None:
     """Create the retraining TrainingRun when this check found drift and retraining is allowed now:
     ``(run name, created)``, or ``None``."""
     if outcome.state != SUCCEEDED or not (result or {}).get("drift_detected"):
@@ -99,6 +116,7 @@ def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, resul
     if not allowed:
         logger.info(f"drift found but not retraining: {why}")
         return None
+    init_from = _production_weights(on_drift, mlflow_uri, logger)
     run, created = kube.create_training_run(meta["namespace"], builders.retraining_run(
-        check, job_name, float((result or {}).get("drift_share") or 0.0)))
+        check, job_name, float((result or {}).get("drift_share") or 0.0), init_from))
     return run["metadata"]["name"], created

@@ -49,3 +49,14 @@ def result_from_run(mlflow: MlflowRestClient, run_id: str) -> dict[str, Any]:
     metrics = run.data.metrics
     scores = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     return {"run_id": run_id, "status": run.info.status, "metrics": scores}
+
+
+def production_version(mlflow: MlflowRestClient, name: str) -> str | None:
+    """The version under the production alias of ``name``; ``None`` when there is none or MLflow cannot say."""
+    from visionops.mlflow_rest import MlflowRestError
+    from visionops.registry import aliases
+
+    try:
+        return mlflow.get_model_version_by_alias(name, aliases()[1]).version
+    except (MlflowRestError, OSError):
+        return None

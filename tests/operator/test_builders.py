@@ -125,3 +125,14 @@ def test_init_from_a_version_or_a_file_on_the_dataset_volume():
         assert args[args.index("--init-from") + 1] == flag
     args = builders.training_job(run(), SETTINGS)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--init-from" not in args
+
+
+def test_retraining_starts_from_the_production_version_unless_the_template_says_otherwise():
+    check = {"metadata": {"name": "dc", "namespace": "ns"},
+             "spec": {"onDrift": {"trainingRunTemplate": {"dataset": {"pvc": "data"}}}}}
+    run = builders.retraining_run(check, "dc-check-1", 0.75, "models:/detector/3")
+    assert run["spec"]["initFrom"] == "models:/detector/3"
+    assert "initFrom" not in builders.retraining_run(check, "dc-check-1", 0.75, None)["spec"]
+    check["spec"]["onDrift"]["trainingRunTemplate"]["initFrom"] = "weights/best.pt"
+    assert builders.retraining_run(check, "dc-check-1", 0.75, "models:/detector/3")["spec"]["initFrom"] == (
+        "weights/best.pt")
