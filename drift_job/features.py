@@ -12,13 +12,14 @@ Every feature is computed on the RGB image scaled to [0, 1] (RGB/255):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from drift_job.progress import bar
 from visionops.images import open_image
 
 log = logging.getLogger(__name__)
@@ -158,15 +159,17 @@ def collect_images(root: Path, split: str | None = None, products: Sequence[str]
     return sorted(p for name in wanted for p in (root / name / split).iterdir() if _is_image(p))
 
 
-def feature_table(paths: Iterable[Path], max_pixels: int, max_side: int | None = None) -> pd.DataFrame:
+def feature_table(paths: Sequence[Path], max_pixels: int, max_side: int | None = None,
+                  desc: str = "image features") -> pd.DataFrame:
     """One row per readable image: ``image`` (its path) and the :data:`FEATURES` columns.
 
-    Images are read one at a time. Unreadable images and images over ``max_pixels`` are skipped with
-    a warning; ``table.attrs["skipped"]`` maps each skipped path to the reason.
+    Images are read one at a time (a progress bar named ``desc`` on a terminal). Unreadable images and
+    images over ``max_pixels`` are skipped with a warning; ``table.attrs["skipped"]`` maps each skipped
+    path to the reason.
     """
     rows: list[dict[str, object]] = []
     skipped: dict[str, str] = {}
-    for path in paths:
+    for path in bar(paths, total=len(paths), desc=desc):
         try:
             feats = file_features(Path(path), max_pixels, max_side)
         # ImportError: once ultralytics is imported it patches Image.open to try the optional pi_heif plugin
