@@ -199,14 +199,19 @@ def drift_job_template(check: Mapping[str, Any], settings: OperatorSettings) -> 
     thresholds = spec.get("thresholds") or {}
     same_volume = not cur.get("pvc") or cur.get("pvc") == ref["pvc"]
     current_root = DATA_MOUNT if same_volume else CURRENT_MOUNT
-    args = [
-        "--reference", f"{DATA_MOUNT}/{ref['path']}",
+    if ref.get("fromModel"):  # the data the version was trained on (its dataset tags), on the same volume
+        args = ["--reference-from-model", ref["fromModel"]]
+        if ref.get("modelFeatures"):
+            args += ["--model-uri", ref["fromModel"]]
+    else:
+        args = ["--reference", f"{DATA_MOUNT}/{ref['path']}"]
+        if ref.get("products"):
+            args += ["--products", ",".join(ref["products"])]
+    args += [
         "--reference-split", ref["split"],
         "--current", f"{current_root}/{cur['path']}",
         "--result-file", TERMINATION_LOG,
     ]
-    if ref.get("products"):
-        args += ["--products", ",".join(ref["products"])]
     for field_name, flag in (("driftShare", "--drift-share"), ("minReferenceSamples", "--min-reference"),
                              ("minCurrentSamples", "--min-current")):
         if thresholds.get(field_name) is not None:

@@ -254,6 +254,10 @@ def check_job_finished(st: Status, job_name: str, generation: int | None, outcom
                driftShare=share, driftedFeatures=features, reportUri=result.get("report_uri") or "",
                mlflowRunId=result.get("run_id") or "", message=result.get("reason") or "",
                lastCheckTime=entry["time"])
+        lineage = result.get("reference_from") or {}
+        if lineage:
+            st.set(referenceModelVersion=str(lineage.get("version") or ""),
+                   referenceDatasetDigest=str(lineage.get("dataset_digest") or ""))
         entry.update(result=outcome_name, driftShare=share)
         checked_reason = c.CHECK_SKIPPED if skipped else c.CHECK_COMPLETED
         checked_message = result.get("reason", "") if skipped else f"drift share {share}"

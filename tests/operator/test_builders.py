@@ -136,3 +136,14 @@ def test_retraining_starts_from_the_production_version_unless_the_template_says_
     check["spec"]["onDrift"]["trainingRunTemplate"]["initFrom"] = "weights/best.pt"
     assert builders.retraining_run(check, "dc-check-1", 0.75, "models:/detector/3")["spec"]["initFrom"] == (
         "weights/best.pt")
+
+
+def test_drift_reference_from_lineage_with_model_features():
+    uri = "models:/detector@production"
+    spec = defaulted("DriftCheck", {"reference": {"pvc": "a", "fromModel": uri, "modelFeatures": True},
+                                    "current": {"path": "batch"}})
+    args = builders.drift_job({"metadata": {"name": "dc", "generation": 1}, "spec": spec}, SETTINGS)[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--reference-from-model") + 1] == uri and args[args.index("--model-uri") + 1] == uri
+    assert "--reference" not in args and "--products" not in args
+    assert args[args.index("--reference-split") + 1] == "train"

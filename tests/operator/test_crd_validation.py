@@ -60,6 +60,7 @@ BAD_TRAINING_RUNS = [
 ]
 
 BAD_DRIFT_CHECKS = [
+    ("fromModel not a models URI", with_(GOOD_DC, "reference.fromModel", "production"), "spec.reference.fromModel"),
     ("no reference", with_(GOOD_DC, "reference", ...), "spec.reference: Required value"),
     ("no current path", with_(GOOD_DC, "current.path", ...), "spec.current.path: Required value"),
     ("unknown split", with_(GOOD_DC, "reference.split", "test"), "spec.reference.split"),

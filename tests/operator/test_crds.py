@@ -95,7 +95,7 @@ def test_a_minimal_spec_is_complete_after_defaulting():
     assert spec["dataset"]["path"] == "vision" and spec["backoffLimit"] == 0
     check = defaulted("DriftCheck", MINIMAL["DriftCheck"])
     assert check["onDrift"] == {"retrain": False, "cooldownSeconds": 3600}
-    assert check["reference"] == {"pvc": "data", "path": "vision", "split": "train"}
+    assert check["reference"] == {"pvc": "data", "path": "vision", "split": "train", "modelFeatures": False}
 
 
 @pytest.mark.parametrize("kind", KINDS)
