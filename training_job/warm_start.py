@@ -12,12 +12,10 @@ transfers depends on the class maps:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
 FULL, BACKBONE = "full", "backbone"
 
 
@@ -54,28 +52,19 @@ def resolve(source: str, tracking_uri: str, dst: Path) -> InitWeights:
 
 
 def _from_registry(source: str, tracking_uri: str, dst: Path) -> InitWeights:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from visionops import model_versions as mv
 
-    match = MODEL_URI.match(source)
-    if not match:
-        raise WarmStartError(f"init-from {source}: expected models:/<name>/<N> or models:/<name>@<alias>")
-    name, version, alias = match["name"], match["version"], match["alias"]
-    client = MlflowClient(tracking_uri=tracking_uri)
     try:
-        found = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-        version = found.version
-        # The version's own source (its run's model/ folder): a models:/ URI would be resolved against the
-        # process-wide registry URI, not ``tracking_uri``.
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(dst),
-                                                          tracking_uri=tracking_uri))
-    except MlflowException as error:
-        raise WarmStartError(f"init-from {source}: {error.message.splitlines()[0][:300]}") from error
-    weights = folder / "best.pt"
-    if not weights.is_file():
-        raise WarmStartError(f"init-from {source}: version {version} of {name} has no best.pt")
-    return InitWeights(source, weights, _names_of(weights, folder / "class_map.json"), str(version))
+        ref = mv.parse_models_uri(source)
+    except ValueError as error:
+        raise WarmStartError(f"init-from {source}: expected models:/<name>/<N> or models:/<name>@<alias>") from error
+    try:
+        version = mv.resolve(tracking_uri, ref)
+        weights = mv.download_weights(tracking_uri, version, dst)
+        class_map = mv.download_file(tracking_uri, version, "class_map.json", dst)
+    except mv.ModelVersionError as error:
+        raise WarmStartError(f"init-from {source}: {str(error).splitlines()[0][:300]}") from error
+    return InitWeights(source, weights, _names_of(weights, class_map), version.version)
 
 
 def _names_of(weights: Path, class_map: Path) -> list[str]:

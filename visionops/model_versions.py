@@ -99,16 +99,21 @@ def resolve(tracking_uri: str, ref: ModelRef) -> ResolvedVersion:
 
 def download_weights(tracking_uri: str, version: ResolvedVersion, dst: Path) -> Path:
     """Download the version's ``best.pt`` into ``dst``; return its path."""
+    return download_file(tracking_uri, version, WEIGHTS_FILE, dst)
+
+
+def download_file(tracking_uri: str, version: ResolvedVersion, name: str, dst: Path) -> Path:
+    """Download the file ``name`` of the version's folder (e.g. ``class_map.json``) into ``dst``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     try:
         location = client.get_model_version_download_uri(version.ref.name, version.version)
-        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{WEIGHTS_FILE}", dst_path=str(dst),
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{name}", dst_path=str(dst),
                                                    tracking_uri=tracking_uri)
     except (MlflowException, OSError) as exc:
-        raise ModelVersionError(f"{version.ref.uri} (version {version.version}) has no readable {WEIGHTS_FILE}: "
+        raise ModelVersionError(f"{version.ref.uri} (version {version.version}) has no readable {name}: "
                                 f"{getattr(exc, 'message', exc)}") from exc
     return Path(path)
 
