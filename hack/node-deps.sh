@@ -7,10 +7,13 @@
 #   hack/node-deps.sh            node + image-build packages
 #   hack/node-deps.sh node       containerd, runc, CNI plugins, iptables, conntrack
 #   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder)
+#   hack/node-deps.sh browser    chromium (headless; the console's Playwright tests drive it, tests/console)
 set -euo pipefail
 
 NODE_PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux openssl curl)
 IMAGE_PKGS=(debootstrap docker.io)
+# Debian's chromium: Playwright (PyPI) drives it at /usr/bin/chromium; `playwright install` is never used.
+BROWSER_PKGS=(chromium)
 
 log() { printf '[node-deps] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -23,7 +26,8 @@ main() {
     all) pkgs=("${NODE_PKGS[@]}" "${IMAGE_PKGS[@]}") ;;
     node) pkgs=("${NODE_PKGS[@]}") ;;
     images) pkgs=("${IMAGE_PKGS[@]}") ;;
-    *) die "unknown argument '$1' (expected all, node or images)" ;;
+    browser) pkgs=("${BROWSER_PKGS[@]}") ;;
+    *) die "unknown argument '$1' (expected all, node, images or browser)" ;;
   esac
   for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
   if ((${#missing[@]} == 0)); then log "all present: ${pkgs[*]}"; return; fi

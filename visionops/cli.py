@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("drift_job.cli", "compare a batch of images with the reference set (the drift Job)"),
     "serve": ("predictor.cli", "serve the model with the KServe ModelServer (V1 and V2)"),
     "demo": ("visionops.demo", "the whole loop locally: data, MLflow, train, promote, serve, drift"),
+    "console": ("visionops_console.cli", "the web console: data, training, evaluation, analysis, deploy, drift"),
 }
 
 

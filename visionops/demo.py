@@ -110,7 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="promotion gate map50 threshold (default configs/model.yaml)")
     parser.add_argument("--model-name", default=training["registered_model_name"],
                         help="registered model name (default %(default)s)")
-    parser.add_argument("--keep-serving", action="store_true", help="leave MLflow and the predictor running")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="leave MLflow and the predictor running, and start the console on them")
     return parser.parse_args(argv)
 
 
@@ -207,7 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in rows:
             print(f"  {key:<14} {value}")
         if args.keep_serving:
-            print("\nMLflow and the predictor keep running; Ctrl-C to stop.")
+            console_port = free_port()
+            console_log = (work / "console.log").open("wb")
+            processes.append(subprocess.Popen([
+                sys.executable, "-m", "visionops_console", "--port", str(console_port),
+                "--datasets", str(vision.parent), "--mlflow-uri", uri, "--predictor-url", base,
+                "--model-name", args.model_name,
+            ], env=env, stdout=console_log, stderr=subprocess.STDOUT))
+            print("\nMLflow, the predictor and the console keep running; Ctrl-C to stop.")
+            print(f"  {'console':<14} http://127.0.0.1:{console_port}/ (logs: {work / 'console.log'}; "
+                  "training and rollout need a cluster: $KUBECONFIG)")
             serve.wait()
         return 0
     except KeyboardInterrupt:

@@ -723,3 +723,165 @@ def test_operator_runs_under_chart_rbac_without_forbidden(kube_cluster: KubeClus
     output = log.read_text()
     forbidden = [line for line in output.splitlines() if re.search(r"[Ff]orbidden|Not enough permissions", line)]
     assert not forbidden, "the operator hit RBAC denials:\n" + "\n".join(forbidden[:20])
+
+
+# ---- the console (templates/console/) ---------------------------------------------------------------------
+
+# The console's rights (resource -> verbs), from visionops_console/kube.py; read-only keeps the read verbs only.
+CONSOLE_READ_RIGHTS: dict[str, set[str]] = {
+    "trainingruns.visionops.io": {"get", "list"},
+    "driftchecks.visionops.io": {"get", "list"},
+    "jobs.batch": {"list"},
+    "cronjobs.batch": {"list"},
+    "pods": {"list"},
+    "events": {"list"},
+    "pods/log": {"get"},
+    "inferenceservices.serving.kserve.io": {"get"},
+}
+CONSOLE_WRITE_RIGHTS: dict[str, set[str]] = {
+    "trainingruns.visionops.io": {"create", "patch", "delete"},
+    "jobs.batch": {"create", "delete"},
+}
+# What the console must never be able to do in its namespace (and, read-only, no write at all).
+CONSOLE_FORBIDDEN = [
+    ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("create", "pods"), ("delete", "pods"),
+    ("create", "pods/exec"), ("create", "pods/portforward"), ("patch", "jobs.batch"), ("create", "cronjobs.batch"),
+    ("delete", "cronjobs.batch"), ("create", "driftchecks.visionops.io"), ("patch", "driftchecks.visionops.io"),
+    ("delete", "driftchecks.visionops.io"), ("patch", "trainingruns.visionops.io/status"),
+    ("patch", "inferenceservices.serving.kserve.io"), ("delete", "inferenceservices.serving.kserve.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"), ("create", "serviceaccounts/token"),
+    ("patch", "deployments.apps"),
+]
+CONSOLE_READ_ONLY_FORBIDDEN = [("create", "trainingruns.visionops.io"), ("delete", "trainingruns.visionops.io"),
+                               ("patch", "trainingruns.visionops.io"), ("create", "jobs.batch"),
+                               ("delete", "jobs.batch")]
+
+
+@pytest.mark.cluster
+def test_console_rendering(k8s_bin: Path, kube_version: str) -> None:
+    assert not [d for d in render(k8s_bin, kube_version) if "console" in d["metadata"]["name"]], "off by default"
+    docs = render(k8s_bin, kube_version, values=CHART / "ci" / "07-console-values.yaml")
+    pod = find(docs, "Deployment", "visionops-console")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "visionops-console"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == "visionops-console:0.1.0"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    args = container["args"]
+    for arg in ("--namespace=visionops", "--mlflow-uri=http://visionops-mlflow.visionops.svc.cluster.local:5000",
+                "--datasets=/datasets", "--dataset-pvc=visionops-datasets", "--model-name=vision-defect-detector",
+                "--inference-service=visionops-predictor", "--mlflow-ui-url=http://localhost:5000",
+                "--predictor-url=http://visionops-predictor-http.visionops.svc.cluster.local:8080"):
+        assert arg in args, f"{arg} not in {args}"
+    assert "--read-only" not in args
+    hosts = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
+    assert hosts == ["visionops-console", "visionops-console.visionops", "visionops-console.visionops.svc",
+                     "visionops-console.visionops.svc.cluster.local", "localhost", "127.0.0.1"]
+    assert {"name": "datasets", "mountPath": "/datasets", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "datasets", "persistentVolumeClaim": {"claimName": "visionops-datasets", "readOnly": True}} in \
+        pod["volumes"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    from visionops.telemetry import TELEMETRY_OFF
+
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert all(env.get(k) == v for k, v in TELEMETRY_OFF.items())
+    service = find(docs, "Service", "visionops-console")
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 8090
+    find(docs, "ServiceAccount", "visionops-console")
+    binding = find(docs, "RoleBinding", "visionops-console")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "visionops-console", "namespace": "visionops"}]
+    verbs = {v for rule in find(docs, "Role", "visionops-console")["rules"] for v in rule["verbs"]}
+    assert {"create", "delete", "patch"} <= verbs
+
+    docs = render(k8s_bin, kube_version, sets=["console.enabled=true", "console.readOnly=true",
+                                               "predictor.enabled=false", "console.image.digest=sha256:" + "b" * 64])
+    container = find(docs, "Deployment", "visionops-console")["spec"]["template"]["spec"]["containers"][0]
+    assert "--read-only" in container["args"] and not [a for a in container["args"] if "predictor-url" in a]
+    assert container["image"] == "visionops-console@sha256:" + "b" * 64
+    verbs = {v for rule in find(docs, "Role", "visionops-console")["rules"] for v in rule["verbs"]}
+    assert verbs == {"get", "list"}, "a read-only console holds read verbs only"
+    for bad in ("console.service.type=Ingress", "console.maxUploadMB=0", "console.predictorUrl=ftp://x"):
+        with pytest.raises(AssertionError, match=r"values don't meet the specifications|schema"):
+            render(k8s_bin, kube_version, sets=["console.enabled=true", bad])
+
+
+def _console_rbac(cluster: KubeCluster, k8s_bin: Path, kube_version: str, namespace: str,
+                  read_only: bool) -> list[dict[str, Any]]:
+    docs = render(k8s_bin, kube_version, namespace=namespace,
+                  sets=["console.enabled=true", f"console.readOnly={str(read_only).lower()}"])
+    rbac = [d for d in docs if d["kind"] in RBAC_KINDS and d["metadata"]["name"] == "visionops-console"]
+    assert {d["kind"] for d in rbac} == {"ServiceAccount", "Role", "RoleBinding"}, "namespaced only"
+    cluster.apply(as_list(rbac))
+    return docs
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
+def test_console_service_account_holds_exactly_its_rights(chart_crds: KubeCluster, k8s_bin: Path, kube_version: str,
+                                                          k8s_namespace: str, read_only: bool) -> None:
+    _console_rbac(chart_crds, k8s_bin, kube_version, k8s_namespace, read_only)
+    user = f"system:serviceaccount:{k8s_namespace}:visionops-console"
+    expected = {k: set(v) for k, v in CONSOLE_READ_RIGHTS.items()}
+    if not read_only:
+        for resource, verbs in CONSOLE_WRITE_RIGHTS.items():
+            expected.setdefault(resource, set()).update(verbs)
+    assert rights(chart_crds, user, k8s_namespace) == expected
+    for resource, verbs in expected.items():
+        for verb in verbs:
+            assert can_i(chart_crds, user, verb, resource, k8s_namespace), f"cannot {verb} {resource}"
+    for verb, resource in CONSOLE_FORBIDDEN + (CONSOLE_READ_ONLY_FORBIDDEN if read_only else []):
+        assert not can_i(chart_crds, user, verb, resource, k8s_namespace), f"may {verb} {resource}"
+    assert not can_i(chart_crds, user, "list", "trainingruns.visionops.io", "kube-system"), "its namespace only"
+    assert not can_i(chart_crds, user, "get", "nodes", None)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_console_works_under_its_chart_rbac_without_forbidden(chart_crds: KubeCluster, k8s_bin: Path,
+                                                             kube_version: str, k8s_namespace: str,
+                                                             tmp_path: Path) -> None:
+    """The real console, authenticated as the chart's ServiceAccount: every page loads and a TrainingRun is created
+    and stopped through it, with no RBAC refusal anywhere."""
+    import requests
+
+    _console_rbac(chart_crds, k8s_bin, kube_version, k8s_namespace, read_only=False)
+    kubeconfig = _service_account_kubeconfig(chart_crds, k8s_namespace, "visionops-console", tmp_path / "kc")
+    port = _free_port()
+    log = tmp_path / "console.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VISIONOPS_", "KUBECONFIG", "MLFLOW_"))}
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "visionops_console", "--port", str(port), "--kubeconfig",
+                                 str(kubeconfig), "--namespace", k8s_namespace], env=env, cwd=REPO, stdout=sink,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        session = requests.Session()
+        for path in ("/training", "/drift", "/deploy"):
+            page = session.get(base + path, timeout=60)
+            assert page.status_code == 200 and "Forbidden" not in page.text and "RBAC" not in page.text, path
+        assert "needs a Kubernetes cluster" not in session.get(base + "/training", timeout=60).text
+        token = session.cookies.get("visionops_csrf")
+        headers = {"Origin": base, "X-CSRF-Token": token}
+        created = session.post(f"{base}/api/trainingruns", json={"name": "rbac-probe", "epochs": "1"},
+                               headers=headers, timeout=60)
+        assert created.status_code == 201, created.text
+        live = session.get(f"{base}/api/trainingruns/rbac-probe/live", timeout=60).json()
+        assert not [n for n in live["notes"] if "403" in n or "orbidden" in n], live["notes"]
+        stopped = session.post(f"{base}/api/trainingruns/rbac-probe/stop", json={"what": "run"}, headers=headers,
+                               timeout=60)
+        assert stopped.status_code == 200, stopped.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not re.search(r"[Ff]orbidden|403", log.read_text()), log.read_text()[-3000:]

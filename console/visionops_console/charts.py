@@ -1,0 +1,82 @@
+"""Geometry of the server-drawn charts (horizontal bars as inline SVG): pure functions, no drawing library.
+
+Line charts that grow while a pod trains are drawn in the browser (static/console.js) from the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from visionops.analysis import BAND_COLOURS, FAIR_AP50, GOOD_AP50
+
+ROW_H = 24
+LABEL_W = 170
+BAR_W = 300
+VALUE_W = 56
+TOP = 8
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    text: str
+    colour: str
+    x: float
+    y: float
+    width: float
+    key: str  # what a click filters on (a class name)
+
+
+@dataclass(frozen=True)
+class BarChart:
+    bars: list[Bar]
+    width: int
+    height: int
+    bar_x: int
+    bar_w: int
+    guides: list[tuple[float, str]]  # (x, label) of vertical guide lines
+    scale_max: float
+
+
+def nice_max(value: float) -> float:
+    """A round axis end at or above ``value`` (1, 2, 2.5, 5 x 10^n)."""
+    if value <= 0:
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * 10 ** exponent >= value:
+            return step * 10 ** exponent
+    return 10 ** (exponent + 1)
+
+
+def bar_chart(rows: Sequence[tuple[str, float, str]], *, scale_max: float | None = None, percent: bool = False,
+              guides: Sequence[float] = ()) -> BarChart:
+    """Horizontal bars for ``(label, value, colour)`` rows in the given order; ``percent`` shows 0-1 values in %."""
+    top = scale_max if scale_max is not None else nice_max(max((v for _, v, _ in rows), default=0.0))
+    bars = []
+    for i, (label, value, colour) in enumerate(rows):
+        width = 0.0 if top <= 0 else max(0.0, min(1.0, value / top)) * BAR_W
+        text = f"{value * 100:.1f} %" if percent else f"{value:g}"
+        bars.append(Bar(label=label, value=value, text=text, colour=colour, x=LABEL_W, y=TOP + i * ROW_H,
+                        width=round(max(width, 1.5 if value > 0 else 0.0), 2), key=label))
+    guide_lines = [(LABEL_W + BAR_W * (g / top), f"{g * 100:.0f} %" if percent else f"{g:g}") for g in guides
+                   if 0 < g <= top]
+    return BarChart(bars=bars, width=LABEL_W + BAR_W + VALUE_W, height=TOP * 2 + ROW_H * max(len(rows), 1) + 14,
+                    bar_x=LABEL_W, bar_w=BAR_W, guides=guide_lines, scale_max=top)
+
+
+def class_distribution(classes: Sequence[dict], colours: dict[str, str]) -> BarChart:
+    """Instances per class (train + val), most frequent first: the data card's chart."""
+    rows = sorted(((c["name"], float(c["instances"]["total"]), colours.get(c["name"], "#4a7bd0")) for c in classes),
+                  key=lambda r: (-r[1], r[0]))
+    top = nice_max(max((r[1] for r in rows), default=0.0))
+    return bar_chart(rows, scale_max=top, guides=[top / 2, top])
+
+
+def ap50_bands(rows: Sequence[dict]) -> BarChart:
+    """AP50 per class, worst first, each bar in its band's colour, guides at the band limits."""
+    data = [(str(r["class"]), float(r["ap50"]), BAND_COLOURS[str(r["band"])]) for r in rows]
+    return bar_chart(data, scale_max=1.0, percent=True, guides=[FAIR_AP50, GOOD_AP50, 1.0])
