@@ -1,12 +1,19 @@
-"""Predictor benchmark: the same N images through the model in-process and through KServe over HTTP.
+"""Predictor benchmark: the same N images through every runtime, in-process and through KServe over HTTP.
 
-(a) in-process ONNX: ``await DefectDetector.predict({"instances": [...]})`` on one event loop (the same
-    parse + base64 decode + ONNX Runtime path the server runs, without HTTP/JSON/KServe);
-(b) in-process ultralytics: the same, with inference by ultralytics on ``best.pt`` as the predictor did
-    before ONNX Runtime (PyTorch; needs ultralytics, i.e. the dev venv; skipped without ``best.pt``);
-(c) HTTP: ``python -m predictor`` (the real KServe ModelServer) on loopback, V1 ``:predict`` and
-    V2 ``/infer`` with a BYTES base64 input, one request at a time from one client.
-Reports p50/p95 latency per request, images/s and the ratios to (a), all from one run.
+Baseline, measured in the same run: in-process ultralytics, ``YOLO(best.pt).predict`` behind the same parsing and
+responses, as the predictor did before ONNX (PyTorch; needs the dev venv; skipped without ``best.pt``). For each
+runtime (``--runtimes``, default every one the predictor has):
+- forward pass alone: the runtime's ``run`` on one preprocessed image (no decoding, no NMS), against ONNX Runtime's;
+- in-process: ``await DefectDetector.predict({"instances": [...]})`` (parse + base64 + decode + model + NMS);
+- HTTP V1 / V2: ``python -m predictor --runtime <runtime>`` (the real KServe ModelServer) on loopback, one client,
+  one request at a time: V1 against the ultralytics baseline and against in-process on the same runtime;
+- HTTP V1 with ``--clients`` (4) concurrent clients, each sending every image: images/s against one client's,
+  measured right before;
+- HTTP V1 with a CPU-bound process beside the server (one busy Python process): p50 against quiet.
+The one-client paths take turns request by request (every path sees image i before any sees image i + 1), so a
+load that comes and goes on a shared machine falls on each path alike; then the concurrency and CPU-bound rounds.
+Each row prints its ratio, what it is against and the target (issue 16), and the CPU time per request of the process
+doing the work (steadier than wall time on a shared machine); all from one run.
 
     .venv/bin/python bench/bench_predictor.py [--images 64] [--batch 1] [--imgsz 640] [--model-dir DIR]
 
@@ -21,13 +28,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
@@ -41,6 +52,8 @@ from test_predictor_onnx import export_onnx_model_dir  # noqa: E402
 
 from predictor.detections import image_prediction  # noqa: E402
 from predictor.model import DefectDetector  # noqa: E402
+from predictor.onnx_yolo import YoloOnnx, preprocess  # noqa: E402
+from predictor.runtimes import ONNXRUNTIME, RUNTIMES, cpu_budget  # noqa: E402
 from predictor.settings import ServingSettings  # noqa: E402
 from visionops.data.prepare import prepare  # noqa: E402
 from visionops.data.synth import generate  # noqa: E402
@@ -107,7 +120,7 @@ class Server:
         cmd = [sys.executable, "-m", "predictor", "--model-dir", str(model_dir), "--http_port", str(self.port),
                "--grpc_port", str(free_port()), "--imgsz", str(settings.imgsz), "--confidence",
                str(settings.confidence), "--max-images-per-request", str(settings.max_images_per_request),
-               "--enable_latency_logging", "false"]
+               "--runtime", settings.runtime, "--enable_latency_logging", "false"]
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -123,12 +136,102 @@ class Server:
         self.stop()
         raise SystemExit(f"predictor not ready in 180 s:\n{log.read_text()[-3000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process's threads have run so far (Linux schedstat: nanoseconds, unlike the 10 ms
+        ticks of cpu_times)."""
+        total = 0
+        for stat in Path(f"/proc/{self.proc.pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int(stat.read_text().split()[0])
+        return total / 1e9
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+BASELINE, FORWARD, IN_PROCESS, HTTP_V1, HTTP_V2 = (
+    "in-process ultralytics", "forward pass alone", "in-process", "HTTP V1", "HTTP V2")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a path on a runtime, its numbers, and its ratio to what it is compared with."""
+
+    path: str
+    runtime: str
+    p50: float | None = None
+    p95: float | None = None
+    cpu: float | None = None  # CPU ms per request (p50) of the process doing the work
+    rate: float | None = None
+    ratio: float | None = None
+    against: str = ""
+    target: str = ""
+
+
+Timings = tuple[list[float], list[float]]  # wall ms and CPU ms of each request
+
+
+def latency_row(path: str, runtime: str, timings: Timings, batch: int) -> Row:
+    """p50, p95, CPU ms and images/s (``batch`` images per request, one request at a time) of one path."""
+    wall, cpu = timings
+    return Row(path, runtime, percentile(wall, 0.5), percentile(wall, 0.95), percentile(cpu, 0.5),
+               1000 * batch * len(wall) / sum(wall))
+
+
+def take_turns(paths: dict[tuple[str, str], Callable[[list[str]], None]], clocks: dict[tuple[str, str], Callable],
+               batches: list[list[str]], warmup: int) -> dict[tuple[str, str], Timings]:
+    """Wall and CPU milliseconds (``clocks[key]()``: CPU seconds of the process that does the work) of each path
+    on each batch, the paths taking turns batch by batch (after ``warmup`` untimed batches each)."""
+    timings: dict[tuple[str, str], Timings] = {key: ([], []) for key in paths}
+    for i, batch in enumerate(batches[:warmup] + batches):
+        for key, call in paths.items():
+            cpu, started = clocks[key](), time.perf_counter()
+            call(batch)
+            if i >= warmup:
+                timings[key][0].append((time.perf_counter() - started) * 1000)
+                timings[key][1].append((clocks[key]() - cpu) * 1000)
+    return timings
+
+
+def concurrent_clients(url: str, bodies: list[dict], clients: int) -> tuple[float, int]:
+    """``clients`` threads, each with its own connection, each posting every body in turn: (wall s, errors)."""
+
+    def client(_: int) -> int:
+        errors = 0
+        with requests.Session() as session:
+            for body in bodies:
+                try:
+                    errors += not session.post(url, json=body, timeout=120).ok
+                except requests.RequestException:
+                    errors += 1
+        return errors
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        errors = sum(pool.map(client, range(clients)))
+    return time.perf_counter() - started, errors
+
+
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """One CPU-bound process beside whatever runs meanwhile (a busy Python loop)."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def forward_pass(detector: YoloOnnx, image: bytes) -> Callable[[list[str]], None]:
+    """A path running only ``detector``'s model on one preprocessed image (whatever batch it is given)."""
+    batch, _ = preprocess(Image.open(io.BytesIO(image)).convert("RGB"), detector.input_size)
+    return lambda _: detector.run(batch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=int, default=64, help="ONNX export size of the tiny model (px)")
     parser.add_argument("--no-ultralytics", action="store_true", help="skip the in-process ultralytics baseline")
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests per path first")
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES), help="runtimes to run")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the concurrency row")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-predictor-"))
     try:
@@ -154,61 +259,110 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         trained = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
         args.model_dir = export_onnx_model_dir(trained, work / "model", imgsz=args.imgsz)
     settings = ServingSettings.from_config({"imgsz": args.imgsz, "max_images_per_request": max(args.batch, 1)})
-    images = [base64.b64encode(raw).decode() for raw in load_images(vision, args.images)]
+    raw_images = load_images(vision, args.images)
+    images = [base64.b64encode(raw).decode() for raw in raw_images]
     batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
-
-    model = DefectDetector("bench", model_dir=args.model_dir, settings=settings)
-    model.load()
-    settings = model.settings  # imgsz: the ONNX model's
     loop = asyncio.new_event_loop()
-
-    def in_process(batch: list[str]) -> None:
-        loop.run_until_complete(model.predict({"instances": batch}))
-
-    paths = {"in-process ONNX": in_process}
-    if not args.no_ultralytics and (args.model_dir / "best.pt").is_file():
-        old = UltralyticsDetector("bench-ultralytics", model_dir=args.model_dir, settings=settings)
-        old.load()
-
-        def in_process_ultralytics(batch: list[str]) -> None:
-            loop.run_until_complete(old.predict({"instances": batch}))
-
-        paths["in-process ultralytics"] = in_process_ultralytics
-
-    server = Server(args.model_dir, settings, work / "server.log")
+    servers: dict[str, Server] = {}
     session = requests.Session()
-    v1_url = f"{server.url}/v1/models/{settings.model_name}:predict"
-    v2_url = f"{server.url}/v2/models/{settings.model_name}/infer"
 
-    def http_v1(batch: list[str]) -> None:
-        session.post(v1_url, json={"instances": batch}, timeout=60).raise_for_status()
+    def in_process(model: DefectDetector) -> Callable[[list[str]], None]:
+        return lambda batch: loop.run_until_complete(model.predict({"instances": batch}))
 
-    def http_v2(batch: list[str]) -> None:
-        body = {"inputs": [{"name": "image", "shape": [len(batch)], "datatype": "BYTES", "data": batch}]}
-        session.post(v2_url, json=body, timeout=60).raise_for_status()
+    def http_v1(url: str) -> Callable[[list[str]], None]:
+        return lambda batch: session.post(url, json={"instances": batch}, timeout=120).raise_for_status()
 
-    paths |= {"HTTP V1": http_v1, "HTTP V2": http_v2}
-    results = {}
+    def http_v2(url: str) -> Callable[[list[str]], None]:
+        def call(batch: list[str]) -> None:
+            body = {"inputs": [{"name": "image", "shape": [len(batch)], "datatype": "BYTES", "data": batch}]}
+            session.post(url, json=body, timeout=120).raise_for_status()
+        return call
+
     try:
-        for name, call in paths.items():
-            run_timed(call, batches[: args.warmup])
-            results[name] = run_timed(call, batches)
+        paths: dict[tuple[str, str], Callable[[list[str]], None]] = {}
+        if not args.no_ultralytics and (args.model_dir / "best.pt").is_file():
+            old = UltralyticsDetector("bench-ultralytics", model_dir=args.model_dir,
+                                      settings=replace(settings, runtime=ONNXRUNTIME))
+            old.load()
+            paths[(BASELINE, "torch")] = in_process(old)
+        for runtime in args.runtimes:
+            runtime_settings = replace(settings, runtime=runtime)
+            model = DefectDetector(f"bench-{runtime}", model_dir=args.model_dir, settings=runtime_settings)
+            model.load()
+            settings = model.settings  # imgsz: the ONNX model's
+            servers[runtime] = Server(args.model_dir, runtime_settings, work / f"server-{runtime}.log")
+            base = f"{servers[runtime].url}/v{{}}/models/{settings.model_name}"
+            paths |= {(FORWARD, runtime): forward_pass(YoloOnnx(args.model_dir / "best.onnx", runtime), raw_images[0]),
+                      (IN_PROCESS, runtime): in_process(model),
+                      (HTTP_V1, runtime): http_v1(base.format(1) + ":predict"),
+                      (HTTP_V2, runtime): http_v2(base.format(2) + "/infer")}
+        clocks = {key: servers[key[1]].cpu_seconds if key[0] in (HTTP_V1, HTTP_V2) else time.process_time
+                  for key in paths}
+        print(f"{len(paths)} paths taking turns over {len(batches)} requests each...", flush=True)
+        quiet = take_turns(paths, clocks, batches, args.warmup)
+        concurrency = {}
+        for runtime in args.runtimes:
+            print(f"{runtime}: 1 client, then {args.clients} concurrent clients...", flush=True)
+            url = f"{servers[runtime].url}/v1/models/{settings.model_name}:predict"
+            _, one = run_timed(paths[(HTTP_V1, runtime)], batches)
+            wall, errors = concurrent_clients(url, [{"instances": b} for b in batches], args.clients)
+            concurrency[runtime] = (len(images) / one, args.clients * len(images) / wall, errors)
+        print("HTTP V1 beside a CPU-bound process, runtimes taking turns...", flush=True)
+        with cpu_hog():
+            loaded = take_turns({key: call for key, call in paths.items() if key[0] == HTTP_V1}, clocks, batches, 1)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
+        session.close()
         loop.close()
-
-    base_lat, base_total = results["in-process ONNX"]
-    base_p50 = percentile(base_lat, 0.5)
-    model_label = "tiny YOLOv8n" if args.model_dir.is_relative_to(work) else args.model_dir
-    print(f"\n{len(images)} images ({model_label}; imgsz {settings.imgsz}; {args.batch} image(s) per request; "
-          f"{os.cpu_count()} CPUs)")
-    print(f"{'path':<24}{'p50 ms':>9}{'p95 ms':>9}{'images/s':>10}{'p50 ratio':>11}{'img/s ratio':>13}")
-    for name, (lat, total) in results.items():
-        rate = len(images) / total
-        print(f"{name:<24}{percentile(lat, 0.5):>9.1f}{percentile(lat, 0.95):>9.1f}{rate:>10.1f}"
-              f"{percentile(lat, 0.5) / base_p50:>11.2f}{rate / (len(images) / base_total):>13.2f}")
-    print("ratios: path / in-process ONNX (p50 latency: >1 is slower; images/s: <1 is slower)")
+    rows = table_rows(quiet, concurrency, loaded, args)
+    print_table(rows, args, settings, work, len(images))
     return 0
+
+
+def table_rows(quiet: dict[tuple[str, str], Timings], concurrency: dict[str, tuple[float, float, int]],
+               loaded: dict[tuple[str, str], Timings], args: argparse.Namespace) -> list[Row]:
+    """The table: the baseline, then each runtime's rows with their ratios and targets."""
+    stats = {key: latency_row(key[0], key[1], timings, args.batch) for key, timings in quiet.items()}
+    baseline = next((row for (path, _), row in stats.items() if path == BASELINE), None)
+    forward_ort = stats.get((FORWARD, ONNXRUNTIME))
+    rows = [replace(baseline, against="baseline")] if baseline else []
+    for runtime in args.runtimes:
+        forward, in_proc = stats[(FORWARD, runtime)], stats[(IN_PROCESS, runtime)]
+        v1, v2 = stats[(HTTP_V1, runtime)], stats[(HTTP_V2, runtime)]
+        if forward_ort:
+            forward = replace(forward, ratio=forward.p50 / forward_ort.p50, against="p50, forward pass on onnxruntime",
+                              target="report")
+        rows += [forward, in_proc]
+        if baseline:
+            rows.append(replace(v1, ratio=v1.p50 / baseline.p50, against="p50, in-process ultralytics",
+                                target="<= 0.45"))
+        rows += [replace(v1, ratio=v1.p50 / in_proc.p50, against=f"p50, in-process {runtime}", target="<= 1.10"),
+                 replace(v2, ratio=v2.p50 / in_proc.p50, against=f"p50, in-process {runtime}")]
+        one, many, errors = concurrency[runtime]
+        rows.append(Row(f"HTTP V1, {args.clients} clients ({errors} errors)", runtime, rate=many, ratio=many / one,
+                        against=f"images/s, 1 client ({one:.1f})", target=">= 1.00, 0 errors"))
+        beside = latency_row(f"{HTTP_V1}, CPU-bound process beside", runtime, loaded[(HTTP_V1, runtime)], args.batch)
+        rows.append(replace(beside, ratio=beside.p50 / v1.p50, against="p50, quiet", target="report"))
+    return rows
+
+
+def print_table(rows: list[Row], args: argparse.Namespace, settings: ServingSettings, work: Path, images: int) -> None:
+    model_label = "tiny YOLOv8n" if args.model_dir.is_relative_to(work) else args.model_dir
+    print(f"\n{images} images ({model_label}; imgsz {settings.imgsz}; {args.batch} image(s) per request; "
+          f"{os.cpu_count()} CPUs, {cpu_budget()} threads per inference)")
+    print(f"{'path':<40}{'runtime':<13}{'p50 ms':>8}{'p95 ms':>8}{'cpu ms':>8}{'img/s':>8}{'ratio':>8}  "
+          f"{'against':<34}target")
+
+    def number(value: float | None) -> str:
+        return f"{value:>8.1f}" if value is not None else f"{'':>8}"
+
+    for row in rows:
+        ratio = f"{row.ratio:>8.2f}" if row.ratio is not None else f"{'':>8}"
+        numbers = "".join(number(value) for value in (row.p50, row.p95, row.cpu, row.rate))
+        print(f"{row.path:<40}{row.runtime:<13}{numbers}{ratio}  {row.against:<34}{row.target}")
+    print("ratios: p50 latency ratio < 1 is faster; images/s ratio > 1 is faster. cpu ms: CPU time per request of the "
+          "process doing the work (the bench for in-process paths, the server for HTTP), p50")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,13 @@ IMAGES: dict[str, tuple[str, ...]] = {
         "onnx", "onnxruntime", "onnxslim", "opencv-python-headless", "pycocotools", "pyyaml", "pillow",
         "requests",
     ),
-    # Predictor: KServe model server + ONNX Runtime inference + the MLflow client (no torch, no ultralytics,
-    # no OpenCV). kubernetes, pandas and psutil come with kserve; listed to get the tested versions.
+    # Predictor: KServe model server + both inference runtimes (OpenVINO, ONNX Runtime: --runtime) + the MLflow
+    # client (no torch, no ultralytics, no OpenCV). kubernetes, pandas and psutil come with kserve,
+    # openvino-telemetry with openvino (used only by its model-conversion tools, never by the predictor); listed to
+    # get the tested versions.
     "predictor": (
-        "kserve", "onnxruntime", "mlflow-skinny", "numpy", "pillow", "protobuf", "prometheus-client", "pyyaml",
-        "requests", "pandas", "psutil", "kubernetes",
+        "kserve", "onnxruntime", "openvino", "openvino-telemetry", "mlflow-skinny", "numpy", "pillow", "protobuf",
+        "prometheus-client", "pyyaml", "requests", "pandas", "psutil", "kubernetes",
     ),
 }
 

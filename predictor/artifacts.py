@@ -29,6 +29,11 @@ class ModelArtifactError(RuntimeError):
     """The model source is unreachable or does not hold the expected artifact layout."""
 
 
+class ModelUnavailable(ModelArtifactError):
+    """The source names no model version yet (no such registered model, alias or version) or the registry cannot
+    be reached: looking again later may find one, unlike a version whose files are wrong."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Identity of the served model; ``unknown`` where the source does not say."""
@@ -108,6 +113,9 @@ def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | 
             version = client.get_model_version(ref.name, ref.version)
         else:
             version = client.get_model_version_by_alias(ref.name, ref.alias)
+    except MlflowException as exc:
+        raise ModelUnavailable(f"cannot fetch {ref.uri} from {tracking_uri}: {exc.message}") from exc
+    try:
         # the version's own artifact location: the files are those of the version reported even if the
         # alias moves meanwhile, and no models:/ URI needs a separately configured registry URI
         version_uri = client.get_model_version_download_uri(ref.name, version.version)

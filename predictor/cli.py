@@ -8,7 +8,12 @@ the variable the operator patches on promotion); with a tracking URI
 All KServe ModelServer flags (``--http_port``, ``--model_name``...) are accepted; ``--model_name`` (the
 name in the URL paths) defaults to ``model_name`` of configs/serving.yaml, ``--timeout-keep-alive`` (the
 idle timeout) to its ``idle_timeout_seconds``; ``--workers`` must stay 1 (the transport limits live in the
-one server process). Each limit flag (``--max-body-bytes``...) also reads ``VISIONOPS_<NAME>`` (the chart's).
+one server process). Each limit flag (``--max-body-bytes``...) also reads ``VISIONOPS_<NAME>`` (the chart's), as do
+``--runtime``, ``--model-poll-seconds`` and ``--intra-op-threads``.
+
+A source with no model yet (alias not set, MLflow not reachable) is not a crash: the server starts, live and not
+ready, its readiness says what to do, and it looks again every ``--model-poll-seconds`` until a version is there
+(0: exit 1 instead). A model that is there but cannot be loaded exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from predictor.artifacts import ModelArtifactError
+from predictor.artifacts import ModelArtifactError, ModelUnavailable
+from predictor.runtimes import RUNTIMES
 from predictor.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from predictor.model import DefectDetector
 
 KSERVE_MOUNT = "/mnt/models"
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"  # set by the chart, patched by the operator
 THREADS_ENV = "VISIONOPS_INTRA_OP_THREADS"
+RUNTIME_ENV = "VISIONOPS_RUNTIME"
+POLL_ENV = "VISIONOPS_MODEL_POLL_SECONDS"
+# MLflow's HTTP retries, unless set: one look at the registry then takes seconds (its default, minutes), and a
+# failed look is repeated by the model poll.
+MLFLOW_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
 IDLE_TIMEOUT_ENV = "VISIONOPS_IDLE_TIMEOUT_SECONDS"  # default of KServe's --timeout-keep-alive
 # limits on what a client may send: setting -> (type, help); flag --<setting with dashes>, env VISIONOPS_<SETTING>
 LIMIT_FLAGS: dict[str, tuple[type, str]] = {
@@ -64,6 +79,12 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="MLflow tracking URI for --model-uri (env MLFLOW_TRACKING_URI)")
     parser.add_argument("--alias", default=defaults.alias, help="registry alias used when the URI names none")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=os.environ.get(RUNTIME_ENV) or defaults.runtime,
+                        help=f"what runs best.onnx on the CPU (env {RUNTIME_ENV})")
+    parser.add_argument("--model-poll-seconds", type=float,
+                        default=os.environ.get(POLL_ENV) or defaults.model_poll_seconds,
+                        help="while the source has no model yet: stay up, not ready, and look again this often "
+                             f"(0: exit 1) (env {POLL_ENV})")
     parser.add_argument("--confidence", type=float, default=defaults.confidence, help="minimum box confidence")
     parser.add_argument("--iou", type=float, default=defaults.iou, help="NMS IoU threshold")
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz,
@@ -76,10 +97,10 @@ def build_parser(defaults: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--download-dir", default=None,
                         help="where MLflow artifacts are downloaded (None: a new temp dir)")
     parser.add_argument("--device", choices=["cpu"], default=None,
-                        help="kept for compatibility: the model runs on ONNX Runtime's CPU provider")
+                        help="kept for compatibility: the model runs on the runtime's CPU device")
     parser.add_argument("--intra-op-threads", type=_threads, default=os.environ.get(THREADS_ENV) or "0",
-                        help="ONNX Runtime threads per inference; 0: one per core the machine has (set it to the "
-                             f"pod's CPU limit) (env {THREADS_ENV})")
+                        help="threads per inference (either runtime); 0: the container's CPU limit (cgroup cpu.max, "
+                             f"rounded up), else the cores it may run on (env {THREADS_ENV})")
     return parser
 
 
@@ -90,7 +111,7 @@ def _threads(value: str) -> int:
     except ValueError:
         threads = -1
     if threads < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: ONNX Runtime's default), got {value!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: the container's CPU limit), got {value!r}")
     return threads
 
 
@@ -118,13 +139,24 @@ def endpoint_lines(model_name: str, port: int) -> list[str]:
     ]
 
 
+def loaded_line(model: DefectDetector) -> str:
+    """The line printed once the model is loaded: where from, which version, on what, the thresholds."""
+    info = model.info.as_dict() if model.info else {}
+    session = model.session
+    runtime = f"{session.runtime} {session.version} ({session.threads} threads per inference)" if session else "?"
+    return (f"visionops serve: model {model.name!r} loaded from {info.get('source')} (registered name "
+            f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}) "
+            f"on {runtime}; thresholds {model.settings.as_dict() if model.settings else {}}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     defaults = ServingSettings.from_config()
     args = build_parser(defaults).parse_args(argv)
     try:
         settings = ServingSettings.from_config({
-            "model_name": args.model_name, "alias": args.alias, "confidence": args.confidence, "iou": args.iou,
+            "model_name": args.model_name, "alias": args.alias, "runtime": args.runtime,
+            "model_poll_seconds": args.model_poll_seconds, "confidence": args.confidence, "iou": args.iou,
             "imgsz": args.imgsz, "idle_timeout_seconds": args.timeout_keep_alive,
             **{setting: getattr(args, setting) for setting in LIMIT_FLAGS},
         })
@@ -135,20 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     from predictor.model import DefectDetector, request_memory_bound
     from predictor.server import PredictorServer
 
+    for name, value in MLFLOW_RETRIES.items():
+        os.environ.setdefault(name, value)
     source = resolve_source(args)
     model = DefectDetector(settings.model_name, tracking_uri=args.tracking_uri, settings=settings,
                            download_dir=args.download_dir, device=args.device,
                            intra_op_threads=args.intra_op_threads, **source)
     try:
         model.load()
+        print(loaded_line(model), flush=True)
+    except ModelUnavailable as exc:
+        if not settings.model_poll_seconds:
+            print(f"visionops serve: no model at {next(iter(source.values()))}: {exc}", file=sys.stderr)
+            return 1
+        model.wait_for_model(exc, settings.model_poll_seconds, on_loaded=lambda: print(loaded_line(model), flush=True))
     except (ModelArtifactError, ValueError) as exc:
         print(f"visionops serve: cannot load the model from {next(iter(source.values()))}: {exc}", file=sys.stderr)
         return 1
-    info = model.info.as_dict() if model.info else {}
-    settings = model.settings or settings  # imgsz: the model's own
-    print(f"visionops serve: model {settings.model_name!r} loaded from {info.get('source')} (registered name "
-          f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}); "
-          f"thresholds {settings.as_dict()}", flush=True)
     print(f"visionops serve: one request adds at most about {request_memory_bound(settings) >> 20} MiB to the idle "
           f"server (its body and one image at the limits; images decoded at once: {settings.max_parallel_images})",
           flush=True)

@@ -1,7 +1,9 @@
 """``DefectDetector``: a KServe model serving the YOLO detector's ONNX export over V1 and V2.
 
-The model runs in ONNX Runtime on the CPU (:mod:`predictor.onnx_yolo`); neither torch nor
-ultralytics is imported, so the predictor image stays small.
+The model runs on the CPU in OpenVINO or ONNX Runtime (``runtime`` of the settings; :mod:`predictor.runtimes`,
+:mod:`predictor.onnx_yolo`); neither torch nor ultralytics is imported, so the predictor image stays small.
+While its source has no model yet, the model stays registered and not ready, :attr:`DefectDetector.waiting` says
+why and what to do, and :meth:`DefectDetector.wait_for_model` loads it once there is one.
 
 V1 ``POST /v1/models/<name>:predict`` -> ``{"predictions": [<image prediction>, ...]}``.
 V2 ``POST /v2/models/<name>/infer`` -> one ``BYTES`` output ``detections`` of shape ``[n]``
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ from predictor.artifacts import (
     UNKNOWN,
     ModelArtifactError,
     ModelInfo,
+    RegistryRef,
     fetch_from_registry,
     parse_models_uri,
     validate_model_dir,
@@ -54,12 +59,13 @@ from predictor.payload import (
     is_json,
     json_body,
 )
+from predictor.runtimes import Session
 from predictor.settings import ServingSettings
 
 BODY_COPIES = 4  # a body is held about this many times while it is read and parsed (bytes, joined, JSON strings)
 V2_INPUT = {"name": "image", "datatype": "BYTES", "shape": [-1]}
 V2_OUTPUT = {"name": "detections", "datatype": "BYTES", "shape": [-1]}
-DEVICES = ("cpu",)  # ONNX Runtime's CPU provider only
+DEVICES = ("cpu",)  # the runtimes' CPU devices only
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,18 @@ def request_memory_bound(settings: ServingSettings) -> int:
     (:data:`~predictor.images.PEAK_BYTES_PER_PIXEL` each). Concurrent requests add their bodies, and up to
     ``max_parallel_images`` images."""
     return BODY_COPIES * settings.max_body_bytes + images.PEAK_BYTES_PER_PIXEL * settings.max_image_pixels
+
+
+def waiting_message(source: RegistryRef | str, error: Exception, poll_seconds: float) -> str:
+    """What readiness answers while there is no model to serve: why, what to do, and when the next look is."""
+    if isinstance(source, RegistryRef) and source.alias:
+        todo = (f"promote a version of registered model {source.name!r} (a TrainingRun that passes the promotion "
+                f"gate, `visionops register --run-id <run>`, or set its alias {source.alias!r} in MLflow)")
+    elif isinstance(source, RegistryRef):
+        todo = f"register version {source.version} of {source.name!r}, or point VISIONOPS_MODEL_URI at one that exists"
+    else:
+        todo = f"put best.onnx and class_map.json into {source}"
+    return f"no model to serve yet ({error}); {todo}. Looking again every {poll_seconds:g} s."
 
 
 class DefectDetector(kserve.Model):
@@ -92,10 +110,10 @@ class DefectDetector(kserve.Model):
             raise ValueError(f"give exactly one of model_dir or model_uri, got model_dir={model_dir!r}, "
                              f"model_uri={model_uri!r}")
         if device not in (None, "", *DEVICES):
-            raise ValueError(f"device {device!r} is not supported: the model runs on ONNX Runtime's CPU provider "
+            raise ValueError(f"device {device!r} is not supported: the model runs on the runtime's CPU device "
                              f"(use {' or '.join(DEVICES)}, or leave it unset)")
         if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
-            raise ValueError(f"intra_op_threads must be an integer >= 0 (0: ONNX Runtime's default), "
+            raise ValueError(f"intra_op_threads must be an integer >= 0 (0: the container's CPU limit), "
                              f"got {intra_op_threads!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.model_uri = model_uri
@@ -106,15 +124,25 @@ class DefectDetector(kserve.Model):
         self.intra_op_threads = intra_op_threads
         self.info: ModelInfo | None = None
         self.class_names: list[str] = []
-        self._detector: YoloOnnx | None = None  # InferenceSession.run is thread-safe: no lock
+        self.waiting: str | None = None  # while not ready for want of a model: why, and what to do
+        self._detector: YoloOnnx | None = None  # its detect() is thread-safe: no lock
         self._decode_slots: threading.BoundedSemaphore | None = None  # max_parallel_images
+
+    @property
+    def session(self) -> Session | None:
+        """The runtime session of the loaded model (runtime name, version, threads), None before."""
+        return self._detector.session if self._detector else None
 
     # -- loading -----------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """KServe's start hook, which would mark any model ready: readiness here is :meth:`load`'s alone."""
+
     def load(self) -> bool:
-        """Fetch (MLflow) or check (dir) the artifacts, load ``best.onnx``, check it against the class map,
-        warm up, then ``ready``. The input size is the model's own (static); a different ``imgsz`` setting
-        is logged and ignored."""
+        """Fetch (MLflow) or check (dir) the artifacts, load ``best.onnx`` on the settings' runtime, check it against
+        the class map, warm up, then ``ready``. The input size is the model's own (static); a different ``imgsz``
+        setting is logged and ignored. A source with no model yet raises
+        :class:`~predictor.artifacts.ModelUnavailable`."""
         self.ready = False
         settings = self.settings or ServingSettings.from_config()
         if self.model_uri is not None:
@@ -124,7 +152,7 @@ class DefectDetector(kserve.Model):
             local_dir = self.model_dir
             info = ModelInfo(name=self.name, source=str(local_dir))
         onnx_path, class_names = validate_model_dir(local_dir)
-        detector = YoloOnnx(onnx_path, intra_op_threads=self.intra_op_threads)
+        detector = YoloOnnx(onnx_path, settings.runtime, threads=self.intra_op_threads)
         if detector.num_classes != len(class_names):
             raise ModelArtifactError(
                 f"class_map.json names {len(class_names)} classes but {onnx_path} outputs {detector.output_channels} "
@@ -140,8 +168,39 @@ class DefectDetector(kserve.Model):
         self._decode_slots = threading.BoundedSemaphore(settings.max_parallel_images)
         self._infer([Image.new("RGB", (width, height))])  # warm up before reporting ready
         metrics.set_active_model(self.name, info)
+        self.waiting = None
         self.ready = True
         return self.ready
+
+    def wait_for_model(self, error: Exception, poll_seconds: float,
+                       on_loaded: Callable[[], None] | None = None) -> threading.Thread:
+        """After a first :meth:`load` failed with ``error`` for want of a model: stay not ready with :attr:`waiting`
+        set, try :meth:`load` again every ``poll_seconds`` (any failure keeps waiting, its message in
+        :attr:`waiting`), call ``on_loaded`` once it succeeds. Runs in a daemon thread, which is returned."""
+        settings = self.settings or ServingSettings.from_config()
+        source = (parse_models_uri(self.model_uri, default_alias=settings.alias) if self.model_uri is not None
+                  else str(self.model_dir))
+        self.waiting = waiting_message(source, error, poll_seconds)
+        log.warning("%s", self.waiting)
+        thread = threading.Thread(target=functools.partial(self._poll, source, poll_seconds, on_loaded),
+                                  name="visionops-model-poll", daemon=True)
+        thread.start()
+        return thread
+
+    def _poll(self, source: RegistryRef | str, poll_seconds: float, on_loaded: Callable[[], None] | None) -> None:
+        while True:
+            time.sleep(poll_seconds)
+            waiting = self.waiting
+            try:
+                self.load()
+            except Exception as exc:  # whatever it is, the message says it and the next look may succeed
+                self.waiting = waiting_message(source, exc, poll_seconds)
+                if self.waiting != waiting:
+                    log.warning("%s", self.waiting)
+                continue
+            if on_loaded is not None:
+                on_loaded()
+            return
 
     # -- KServe handlers ---------------------------------------------------------------------
 

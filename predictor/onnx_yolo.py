@@ -1,4 +1,4 @@
-"""YOLO detection with ONNX Runtime: letterbox, run, decode, class-wise NMS, boxes back to the image.
+"""YOLO detection on an ONNX export: letterbox, run (ONNX Runtime or OpenVINO), decode, class-wise NMS, boxes back.
 
 The model is an ultralytics detect export (``format="onnx"``, static, no NMS inside): one input
 ``[1, 3, H, W]`` float32 RGB scaled to 0..1, one output ``[1, 4 + nc, N]`` holding per candidate box
@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from predictor.artifacts import ModelArtifactError
+from predictor.runtimes import Session, open_session
 
 PAD_VALUE = 114  # gray of the letterbox borders, as in training
 MAX_DETECTIONS = 300  # per image (ultralytics' max_det)
 MAX_NMS_CANDIDATES = 30_000  # highest-scoring boxes that enter NMS (ultralytics' max_nms)
-PROVIDERS = ["CPUExecutionProvider"]
 _ONE = 1 << 11  # OpenCV INTER_RESIZE_COEF_SCALE
+BAND_BYTES = 1 << 19  # bytes of one int32 temporary of the resize (below glibc's mmap threshold the server sets)
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,24 @@ def _take_rows(source: np.ndarray | Image.Image, rows: np.ndarray) -> np.ndarray
 def resize_bilinear(rgb: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
     """``uint8 [h, w, 3]`` (or an 8-bit image, read as RGB) -> ``uint8 [H, W, 3]`` (``size`` = (W, H)): the pixels of
     ``cv2.resize(..., INTER_LINEAR)``, what ultralytics trains and predicts with, up to a rare 1/255 (OpenCV's SIMD
-    rounding)."""
+    rounding). Computed a band of output rows at a time, so that no temporary reaches
+    :data:`~predictor.server.MMAP_THRESHOLD` (each such allocation would be mapped, faulted in and unmapped)."""
     width, height = size
     src_width, src_height = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
-    x0, x1, wx0, wx1 = _linear_taps(src_width, width)
+    x_taps = _linear_taps(src_width, width)
     y0, y1, wy0, wy1 = _linear_taps(src_height, height)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    band = max(1, BAND_BYTES // (width * 3 * 4 * 2))  # rows; int32 temporaries of about two source rows per row
+    for start in range(0, height, band):
+        rows = slice(start, min(start + band, height))
+        out[rows] = _resize_band(rgb, x_taps, y0[rows], y1[rows], wy0[rows], wy1[rows])
+    return out
+
+
+def _resize_band(rgb: np.ndarray | Image.Image, x_taps: tuple[np.ndarray, ...], y0: np.ndarray, y1: np.ndarray,
+                 wy0: np.ndarray, wy1: np.ndarray) -> np.ndarray:
+    """Output rows of :func:`resize_bilinear` whose source rows and weights are ``y0``, ``y1``, ``wy0``, ``wy1``."""
+    x0, x1, wx0, wx1 = x_taps
     # horizontal pass once per source row used (upscaling reuses rows), scaled by 2**11, kept >> 4 as OpenCV
     rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
     picked = _take_rows(rgb, rows)
@@ -99,10 +112,11 @@ def resize_bilinear(rgb: np.ndarray | Image.Image, size: tuple[int, int]) -> np.
     across += right
     across >>= 4
     # vertical pass with OpenCV's rounding: high 16 bits of each product, then (top + bottom + 2) >> 2
-    out = across.take(where[:height], axis=0)
+    count = len(y0)
+    out = across.take(where[:count], axis=0)
     out *= wy0[:, None, None]
     out >>= 16
-    bottom = across.take(where[height:], axis=0)
+    bottom = across.take(where[count:], axis=0)
     bottom *= wy1[:, None, None]
     bottom >>= 16
     out += bottom
@@ -113,16 +127,18 @@ def resize_bilinear(rgb: np.ndarray | Image.Image, size: tuple[int, int]) -> np.
 
 def preprocess(image: Image.Image, input_size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     """8-bit image, read as RGB -> ``[1, 3, H, W]`` float32 in 0..1 (letterboxed to ``input_size`` = (W, H)) and its
-    geometry. Only the rows the resize reads are converted: a large image costs no more than its own pixels."""
+    geometry. Only the rows the resize reads are converted: a large image costs no more than its own pixels. The
+    pixels are scaled straight into the model input (no full-size temporaries besides it and the resized image)."""
     box = letterbox_geometry(image.size, input_size)
     if image.size != box.resized:
         pixels = resize_bilinear(image, box.resized)
     else:
         pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    canvas = np.full((input_size[1], input_size[0], 3), PAD_VALUE, dtype=np.uint8)
-    canvas[box.pad_y:box.pad_y + box.resized[1], box.pad_x:box.pad_x + box.resized[0]] = pixels
-    batch = np.divide(canvas.transpose(2, 0, 1)[None], np.float32(255.0), dtype=np.float32)
-    return np.ascontiguousarray(batch), box
+    batch = np.empty((1, 3, input_size[1], input_size[0]), dtype=np.float32)
+    batch.fill(np.float32(PAD_VALUE) / np.float32(255.0))
+    inside = batch[0, :, box.pad_y:box.pad_y + box.resized[1], box.pad_x:box.pad_x + box.resized[0]]
+    np.divide(pixels.transpose(2, 0, 1), np.float32(255.0), out=inside, dtype=np.float32)
+    return batch, box
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -151,13 +167,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
 
 def decode(output: np.ndarray, confidence: float, iou: float, max_detections: int = MAX_DETECTIONS) -> Detections:
     """Raw output ``[1, 4 + nc, N]`` -> detections in model-input pixels (best class per box, class-wise NMS)."""
-    candidates = output[0].T  # [N, 4 + nc]
-    class_scores = candidates[:, 4:]
-    class_ids = class_scores.argmax(axis=1)
-    scores = class_scores[np.arange(len(class_ids)), class_ids]
-    chosen = np.flatnonzero(scores > confidence)
-    chosen = chosen[np.argsort(-scores[chosen], kind="stable")[:MAX_NMS_CANDIDATES]]
-    boxes, scores, class_ids = xywh_to_xyxy(candidates[chosen, :4]), scores[chosen], class_ids[chosen]
+    raw = output[0]  # [4 + nc, N], read along its rows (a per-box argmax over all N would copy it transposed)
+    best = raw[4:].max(axis=0)
+    chosen = np.flatnonzero(best > confidence)
+    chosen = chosen[np.argsort(-best[chosen], kind="stable")[:MAX_NMS_CANDIDATES]]
+    boxes, scores, class_ids = xywh_to_xyxy(raw[:4, chosen].T), best[chosen], raw[4:, chosen].argmax(axis=0)
     if not len(scores):
         return Detections(boxes.reshape(0, 4), scores, class_ids)
     # class-wise NMS in one pass: shift each class's boxes far enough that classes never overlap
@@ -176,44 +190,38 @@ def to_image(detections: Detections, box: Letterbox, image_size: tuple[int, int]
 
 
 class YoloOnnx:
-    """An ultralytics YOLO detect model exported to ONNX, run on the CPU by ONNX Runtime.
+    """An ultralytics YOLO detect model exported to ONNX, run on the CPU by ``runtime``
+    (:data:`predictor.runtimes.RUNTIMES`) with ``threads`` threads per inference (0: the container's CPU limit).
 
     The constructor loads and checks the file (:class:`ModelArtifactError` when it is not a static
-    single-image detect export). :meth:`detect` is thread-safe (``InferenceSession.run`` is).
+    single-image detect export). :meth:`detect` is thread-safe.
     """
 
-    def __init__(self, path: Path, intra_op_threads: int = 0):
-        options = ort.SessionOptions()
-        if intra_op_threads > 0:
-            options.intra_op_num_threads = intra_op_threads
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=PROVIDERS)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/InvalidGraph types
-            raise ModelArtifactError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
+    def __init__(self, path: Path, runtime: str, threads: int = 0):
+        self.session: Session = open_session(runtime, path, threads)
         self.path = path
-        task = self.session.get_modelmeta().custom_metadata_map.get("task")  # ultralytics writes it
-        if task not in (None, "detect"):
-            raise ModelArtifactError(f"{path} is a {task!r} model; expected a 'detect' model")
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        in_shape = list(inputs[0].shape) if len(inputs) == 1 else []
+        signature = self.session.signature
+        if signature.task not in (None, "detect"):  # ultralytics writes it
+            raise ModelArtifactError(f"{path} is a {signature.task!r} model; expected a 'detect' model")
+        inputs, outputs = signature.input_shapes, signature.output_shapes
+        in_shape = list(inputs[0]) if len(inputs) == 1 else []
         static = len(in_shape) == 4 and in_shape[1] == 3 and all(isinstance(d, int) and d > 0 for d in in_shape[2:])
         if not static or (isinstance(in_shape[0], int) and in_shape[0] != 1):  # a named (dynamic) batch dim is ok
             raise ModelArtifactError(
                 f"{path} must take one static input [1, 3, H, W] (an ultralytics export with dynamic=False); "
-                f"got {[(i.name, i.shape) for i in inputs]}")
-        out_shape = list(outputs[0].shape)
+                f"got input shapes {inputs}")
+        out_shape = list(outputs[0]) if outputs else []
         if len(out_shape) != 3 or not isinstance(out_shape[1], int) or out_shape[1] < 5:
             raise ModelArtifactError(
                 f"{path} must output [1, 4 + number of classes, boxes] (an ultralytics detect export without "
-                f"NMS); got {[(o.name, o.shape) for o in outputs]}")
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+                f"NMS); got output shapes {outputs}")
         self.input_size: tuple[int, int] = (in_shape[3], in_shape[2])  # (width, height)
         self.output_channels: int = out_shape[1]
         self.num_classes = self.output_channels - 4
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The raw model output ``[1, 4 + nc, N]`` of one preprocessed image."""
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        return self.session.run(batch)
 
     def detect(self, image: Image.Image, confidence: float, iou: float,
                max_detections: int = MAX_DETECTIONS) -> Detections:

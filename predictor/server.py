@@ -3,7 +3,9 @@ answer counted, one log line per refusal.
 
 - :class:`PredictorServer` runs KServe's uvicorn with :class:`predictor.transport.LimitedProtocol` and
   decodes requests with :class:`ClientErrorDataPlane` (a malformed body or V2 binary header is the
-  client's mistake: 400, never a 500).
+  client's mistake: 400, never a 500). It also starts with a model that is not ready yet (KServe would
+  refuse): the server is live, and readiness, model readiness and predictions answer 503 with the model's
+  :attr:`~predictor.model.DefectDetector.waiting` message until it loads.
 - :func:`install` adds to KServe's FastAPI app the :class:`RequestAccounting` middleware
   (``visionops_requests_total{code, reason}``, one log line per 4xx, a client gone mid-request ends
   quietly), compact handlers for :class:`~predictor.payload.PayloadError` (its own status: 400, 413, 415)
@@ -23,7 +25,7 @@ import kserve
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import DataPlane
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -143,11 +145,12 @@ async def schema_error_handler(request: Request, exc: Exception) -> JSONResponse
 
 
 class ClientErrorLogFilter(logging.Filter):
-    """Drops KServe's ``Exception:`` traceback records of client errors (the middleware logs one line)."""
+    """Drops KServe's ``Exception:`` traceback records of client errors (the middleware logs one line) and of
+    "not ready" answers (readiness probes while the model waits: the model logs why, once)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InvalidInput | ModelNotFound)
+        return not isinstance(exc, InvalidInput | ModelNotFound | ModelNotReady | ServerNotReady)
 
 
 def install(app: FastAPI) -> None:
@@ -179,6 +182,32 @@ class ClientErrorDataPlane(DataPlane):
             kind = name if module == "builtins" else f"{module}.{name}"
             raise PayloadError("bad_request", f"malformed request: {kind}: {exc}") from exc
 
+    def _waiting(self) -> dict[str, str]:
+        """``{name: why}`` of the registered models that are not ready."""
+        return {name: getattr(model, "waiting", None) or "not loaded"
+                for name, model in self.model_registry.get_models().items() if not model.ready}
+
+    async def ready(self) -> bool:
+        """Server readiness: every registered model is ready; else 503 saying why (KServe's says ready)."""
+        waiting = self._waiting()
+        if waiting:
+            raise ServerNotReady("; ".join(f"model {name}: {why}" for name, why in waiting.items()))
+        return await super().ready()
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        """A registered model that is not ready answers 503 with why (V1 and V2 readiness, and before predict)."""
+        why = self._waiting().get(model_name)
+        if why is not None:
+            raise ModelNotReady(model_name, why)
+        return await super().model_ready(model_name, disable_predictor_health_check)
+
+    async def get_model(self, name: str) -> Any:
+        """The model to predict with; one not ready answers 503 (KServe would load it here, on the event loop)."""
+        model = self.model_registry.get_model(name)
+        if model is not None and not model.ready:
+            raise ModelNotReady(name, self._waiting().get(name))
+        return await super().get_model(name)
+
 
 def return_large_frees_to_os() -> bool:
     """Make glibc map every allocation of :data:`MMAP_THRESHOLD` bytes or more (image planes, request bodies) and
@@ -201,6 +230,14 @@ class PredictorServer(kserve.ModelServer):
         self.dataplane = ClientErrorDataPlane(model_registry=self.registered_models)
         install(kserve.model_server.app)
         return_large_frees_to_os()
+
+    def start(self, models: list[Any]) -> None:
+        """Serve ``models``, also those not ready yet (each waits for its model: see the module docstring)."""
+        for model in models:
+            if not model.ready:
+                self.register_model(model)
+                model.enable_latency_logging = self.enable_latency_logging
+        super().start([model for model in models if model.ready])
 
     async def _serve(self) -> None:
         # start() has built the REST server's uvicorn.Config; uvicorn reads `http` when it begins serving,

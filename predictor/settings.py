@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from predictor.runtimes import RUNTIMES
 from visionops import config
 
 # integer settings and their least value
@@ -17,11 +18,14 @@ _POSITIVE_SECONDS = ("read_timeout_seconds", "idle_timeout_seconds")
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """What the predictor needs to know besides the model itself: thresholds, then the limits on what a client
-    may send (per image, per request, per HTTP message and connection)."""
+    """What the predictor needs to know besides the model itself: the runtime, how often to look for a model
+    while there is none, thresholds, then the limits on what a client may send (per image, per request, per HTTP
+    message and connection)."""
 
     model_name: str
     alias: str
+    runtime: str
+    model_poll_seconds: float
     confidence: float
     iou: float
     imgsz: int
@@ -52,6 +56,11 @@ class ServingSettings:
         if self.max_image_pixels > self.max_request_pixels:
             raise ValueError(f"max_image_pixels ({self.max_image_pixels}) must not exceed max_request_pixels "
                              f"({self.max_request_pixels}): one image alone would be refused")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if not _is_number(self.model_poll_seconds) or self.model_poll_seconds < 0:
+            raise ValueError(f"model_poll_seconds must be a number of seconds >= 0 (0: do not wait for a model), "
+                             f"got {self.model_poll_seconds!r}")
         for field in ("model_name", "alias"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():

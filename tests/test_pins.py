@@ -31,7 +31,7 @@ def test_the_predictor_image_has_no_torch_and_the_mlflow_client_at_mlflows_versi
     lines = pins.image_requirements("predictor")
     names = {pins.normalize(line.split("==")[0]) for line in lines}
     assert not names & {"torch", "torchvision", "ultralytics", "opencv-python-headless", "mlflow"}
-    assert {"kserve", "onnxruntime", "mlflow-skinny"} <= names
+    assert {"kserve", "onnxruntime", "openvino", "mlflow-skinny"} <= names  # both runtimes of --runtime
     mlflow_version = pins.project_pins()["mlflow"].split("==")[1]
     assert f"mlflow-skinny=={mlflow_version}" in lines
 

@@ -107,7 +107,7 @@ def test_the_model_input_size_wins_over_imgsz(model_dir: Path, caplog: pytest.Lo
 
 def test_only_the_cpu_device_is_accepted(model_dir: Path):
     assert DefectDetector("det", model_dir=model_dir, settings=SETTINGS, device="cpu").device == "cpu"
-    with pytest.raises(ValueError, match="device '0' is not supported: the model runs on ONNX Runtime's CPU"):
+    with pytest.raises(ValueError, match="device '0' is not supported: the model runs on the runtime's CPU"):
         DefectDetector("det", model_dir=model_dir, device="0")
     with pytest.raises(ValueError, match="intra_op_threads must be an integer >= 0"):
         DefectDetector("det", model_dir=model_dir, intra_op_threads=-1)

@@ -1,7 +1,9 @@
-"""The ONNX Runtime detector (:mod:`predictor.onnx_yolo`): real sessions, and parity with ultralytics.
+"""The detector on each runtime (:mod:`predictor.onnx_yolo`, :mod:`predictor.runtimes`): real ONNX Runtime and
+OpenVINO sessions, and parity with ultralytics.
 
+Every test runs once per runtime (``runtime`` fixture: ONNX Runtime and OpenVINO).
 - Hand-built ONNX graphs (a constant output) pin the letterbox geometry, decoding and checks exactly.
-- Parity: the same images through ``YOLO(best.pt).predict`` and through ``YoloOnnx(best.onnx)`` give
+- Parity: the same images through ``YOLO(best.pt).predict`` and through ``YoloOnnx(best.onnx, runtime)`` give
   the same detections, on the really trained tiny model and on a "lively" random YOLOv8n (the
   1-epoch tiny model answers nearly the same boxes for any input, which would let a geometry bug slip).
 - The predictor's import path loads neither torch nor ultralytics (the image has neither).
@@ -24,8 +26,15 @@ from PIL import Image
 
 from predictor.artifacts import ModelArtifactError
 from predictor.onnx_yolo import YoloOnnx
+from predictor.runtimes import RUNTIMES
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    """Each runtime the predictor can run ``best.onnx`` on."""
+    return request.param
 
 
 def export_onnx_model_dir(model_dir: Path, out: Path, imgsz: int = 64) -> Path:
@@ -72,10 +81,10 @@ def raw_output(boxes_xywh: list[list[float]], scores: list[list[float]]) -> np.n
 
 # -- hand-built graphs ------------------------------------------------------------------------
 
-def test_detect_maps_boxes_back_through_the_letterbox(tmp_path: Path):
+def test_detect_maps_boxes_back_through_the_letterbox(tmp_path: Path, runtime: str):
     # 2 classes, 3 candidates in 64x64 input pixels
     output = raw_output([[32, 32, 32, 16], [33, 32, 32, 16], [10, 10, 4, 4]], [[0.9, 0.1], [0.8, 0.1], [0.1, 0.05]])
-    model = YoloOnnx(constant_model(tmp_path / "m.onnx", output, [1, 3, 64, 64]))
+    model = YoloOnnx(constant_model(tmp_path / "m.onnx", output, [1, 3, 64, 64]), runtime)
     assert (model.input_size, model.output_channels, model.num_classes) == ((64, 64), 6, 2)
     # a 200x100 image: gain 0.32, resized to 64x32, 16 px of gray above and below
     found = model.detect(Image.new("RGB", (200, 100)), confidence=0.25, iou=0.45)
@@ -84,14 +93,14 @@ def test_detect_maps_boxes_back_through_the_letterbox(tmp_path: Path):
     assert found.class_ids.tolist() == [0] and found.scores.tolist() == pytest.approx([0.9])
     # boxes leaving the image are clipped to it
     edge = raw_output([[20, 20, 16, 12]], [[0.7, 0.2]])  # x from 12: left of the image (pad 16)
-    clipped = YoloOnnx(constant_model(tmp_path / "e.onnx", edge, [1, 3, 64, 64])).detect(
+    clipped = YoloOnnx(constant_model(tmp_path / "e.onnx", edge, [1, 3, 64, 64]), runtime).detect(
         Image.new("RGB", (100, 200)), 0.25, 0.45)
     np.testing.assert_allclose(clipped.boxes[0], [0, 43.75, 37.5, 81.25], atol=1e-4)
 
 
-def test_nms_is_class_wise(tmp_path: Path):
+def test_nms_is_class_wise(tmp_path: Path, runtime: str):
     output = raw_output([[32, 32, 20, 20], [32, 32, 20, 20], [33, 32, 20, 20]], [[0.9, 0.0], [0.0, 0.8], [0.7, 0.0]])
-    model = YoloOnnx(constant_model(tmp_path / "m.onnx", output, [1, 3, 64, 64]))
+    model = YoloOnnx(constant_model(tmp_path / "m.onnx", output, [1, 3, 64, 64]), runtime)
     found = model.detect(Image.new("RGB", (64, 64)), 0.25, 0.45)
     assert found.class_ids.tolist() == [0, 1]  # same place, other class: kept; same class: suppressed
     assert len(model.detect(Image.new("RGB", (64, 64)), 0.25, iou=0.99)) == 3
@@ -107,36 +116,37 @@ def test_nms_is_class_wise(tmp_path: Path):
         ([1, 3, 64, 64], np.zeros((1, 4, 3)), r"must output \[1, 4 \+ number of classes"),  # no class scores
     ],
 )
-def test_refuses_models_of_another_form(tmp_path: Path, input_shape, output, message):
+def test_refuses_models_of_another_form(tmp_path: Path, runtime: str, input_shape, output, message):
     with pytest.raises(ModelArtifactError, match=message):
-        YoloOnnx(constant_model(tmp_path / "m.onnx", output, input_shape))
+        YoloOnnx(constant_model(tmp_path / "m.onnx", output, input_shape), runtime)
 
 
-def test_refuses_a_model_of_another_task(tmp_path: Path):
+def test_refuses_a_model_of_another_task(tmp_path: Path, runtime: str):
     path = constant_model(tmp_path / "m.onnx", np.zeros((1, 38, 3)), [1, 3, 64, 64], metadata={"task": "segment"})
     with pytest.raises(ModelArtifactError, match=r"m\.onnx is a 'segment' model; expected a 'detect' model"):
-        YoloOnnx(path)
+        YoloOnnx(path, runtime)
     detect = constant_model(tmp_path / "d.onnx", np.zeros((1, 6, 3)), [1, 3, 64, 64], metadata={"task": "detect"})
-    assert YoloOnnx(detect).num_classes == 2
+    assert YoloOnnx(detect, runtime).num_classes == 2
 
 
-def test_a_named_batch_dimension_is_accepted(tmp_path: Path):
+def test_a_named_batch_dimension_is_accepted(tmp_path: Path, runtime: str):
     model = YoloOnnx(constant_model(tmp_path / "m.onnx", np.zeros((1, 6, 3)), ["batch", 3, 32, 48],
-                                    ["batch", 6, 3]))
+                                    ["batch", 6, 3]), runtime)
     assert model.input_size == (48, 32) and len(model.detect(Image.new("RGB", (10, 10)), 0.25, 0.45)) == 0
 
 
-def test_refuses_a_file_that_is_not_onnx(tmp_path: Path):
+def test_refuses_a_file_that_is_not_onnx(tmp_path: Path, runtime: str):
     (tmp_path / "best.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(ModelArtifactError, match=r"cannot load ONNX model .*best.onnx"):
-        YoloOnnx(tmp_path / "best.onnx")
+        YoloOnnx(tmp_path / "best.onnx", runtime)
 
 
 # -- the serving image's imports ----------------------------------------------------------------
 
 def test_the_predictor_imports_neither_torch_nor_ultralytics():
     code = ("import json, sys\n"
-            "import predictor.model, predictor.cli, predictor.onnx_yolo, mlflow.artifacts\n"
+            "import predictor.model, predictor.cli, predictor.onnx_yolo, predictor.runtimes, mlflow.artifacts\n"
+            "import onnxruntime, openvino, openvino.frontend\n"  # what predictor.runtimes loads
             "heavy = ['torch', 'torchvision', 'ultralytics', 'cv2', 'evidently']\n"
             "print(json.dumps({name: name in sys.modules for name in heavy}))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -156,14 +166,15 @@ def _variants(images: list[bytes]) -> list[Image.Image]:
     return out
 
 
-def _assert_same_detections(weights: Path, onnx_path: Path, images: list[Image.Image], conf: float, imgsz: int) -> int:
-    """ultralytics on ``best.pt`` vs ONNX Runtime on ``best.onnx``: same count, classes, boxes, scores."""
+def _assert_same_detections(weights: Path, onnx_path: Path, runtime: str, images: list[Image.Image], conf: float,
+                            imgsz: int) -> int:
+    """ultralytics on ``best.pt`` vs ``runtime`` on ``best.onnx``: same count, classes, boxes, scores."""
     from visionops import offline
 
     offline.configure()
     from ultralytics import YOLO
 
-    yolo, detector = YOLO(str(weights)), YoloOnnx(onnx_path)
+    yolo, detector = YOLO(str(weights)), YoloOnnx(onnx_path, runtime)
     total = 0
     for i, image in enumerate(images):
         # rect=False: the static ONNX input is the full square; ultralytics' default (rect) would feed the
@@ -185,14 +196,15 @@ def onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.mark.slow
-def test_parity_with_ultralytics_on_the_trained_tiny_model(onnx_model_dir: Path, tiny_images: list[bytes]):
-    total = _assert_same_detections(onnx_model_dir / "best.pt", onnx_model_dir / "best.onnx", _variants(tiny_images),
-                                    conf=0.0001, imgsz=64)
+def test_parity_with_ultralytics_on_the_trained_tiny_model(onnx_model_dir: Path, tiny_images: list[bytes],
+                                                           runtime: str):
+    total = _assert_same_detections(onnx_model_dir / "best.pt", onnx_model_dir / "best.onnx", runtime,
+                                    _variants(tiny_images), conf=0.0001, imgsz=64)
     assert total > 0
 
 
 @pytest.mark.slow
-def test_parity_with_ultralytics_on_a_lively_random_model(tiny_images: list[bytes], tmp_path: Path):
+def test_parity_with_ultralytics_on_a_lively_random_model(tiny_images: list[bytes], tmp_path: Path, runtime: str):
     """A random YOLOv8n whose BatchNorm statistics come from the images: its boxes and scores swing with
     every pixel, so a 1/255 preprocessing difference or a wrong pad would show up."""
     from visionops import offline
@@ -215,5 +227,6 @@ def test_parity_with_ultralytics_on_a_lively_random_model(tiny_images: list[byte
     model.save(tmp_path / "lively.pt")
     onnx_path = Path(YOLO(str(tmp_path / "lively.pt")).export(format="onnx", imgsz=96, device="cpu", simplify=True,
                                                              verbose=False))
-    total = _assert_same_detections(tmp_path / "lively.pt", onnx_path, _variants(tiny_images), conf=0.001, imgsz=96)
+    total = _assert_same_detections(tmp_path / "lively.pt", onnx_path, runtime, _variants(tiny_images), conf=0.001,
+                                    imgsz=96)
     assert total > 30  # enough boxes for the comparison to mean something

@@ -306,13 +306,13 @@ def test_cli_device_and_threads(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     monkeypatch.delenv("VISIONOPS_INTRA_OP_THREADS", raising=False)
     parser = build_parser(ServingSettings.from_config())
     args = parser.parse_args([])
-    assert (args.device, args.intra_op_threads) == (None, 0)  # 0: ONNX Runtime's default
+    assert (args.device, args.intra_op_threads) == (None, 0)  # 0: the container's CPU limit
     args = parser.parse_args(["--device", "cpu", "--intra-op-threads", "2"])
     assert (args.device, args.intra_op_threads) == ("cpu", 2)
     for bad in (["--device", "0"], ["--intra-op-threads", "-1"], ["--intra-op-threads", "two"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
-    assert "must be an integer >= 0 (0: ONNX Runtime's default), got 'two'" in capsys.readouterr().err
+    assert "must be an integer >= 0 (0: the container's CPU limit), got 'two'" in capsys.readouterr().err
     monkeypatch.setenv("VISIONOPS_INTRA_OP_THREADS", "3")  # e.g. the pod's CPU limit, set by the chart
     assert build_parser(ServingSettings.from_config()).parse_args([]).intra_op_threads == 3
 
