@@ -175,6 +175,8 @@ def feature_table(paths: Sequence[Path], max_pixels: int, max_side: int | None =
         # ImportError: once ultralytics is imported it patches Image.open to try the optional pi_heif plugin
         except (OSError, ValueError, EOFError, SyntaxError, ImportError, Image.DecompressionBombError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, ImportError):  # the patched opener's HEIF fallback: Pillow could not identify it
+                reason = f"cannot identify image file {str(path)!r}"
             log.warning("skipping image %s: %s", path, reason)
             skipped[str(path)] = reason
             continue

@@ -28,9 +28,12 @@ from fixtures.cluster import KubeCluster
 from visionops.local_mlflow import free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context() -> Iterator[Any]:
-    """Headless Debian chromium with a fresh profile (Playwright's own browsers are never downloaded)."""
+    """Headless Debian chromium with a fresh profile (Playwright's own browsers are never downloaded).
+
+    Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it lives, which
+    would break ``asyncio.run`` in the tests of other modules."""
     reason = browser_missing()
     if reason:
         pytest.skip(reason)

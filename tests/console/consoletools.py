@@ -116,8 +116,13 @@ class BrowserGuard:
 
         page.on("console", on_console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("requestfailed", lambda request: self.problems.append(
-            f"request failed: {request.method} {request.url}: {request.failure}"))
+        def on_failed(request: Any) -> None:
+            # net::ERR_ABORTED is the browser cancelling a request itself (an image replaced by a re-render, a
+            # navigation, the page closing), not a request that failed.
+            if "ERR_ABORTED" not in str(request.failure):
+                self.problems.append(f"request failed: {request.method} {request.url}: {request.failure}")
+
+        page.on("requestfailed", on_failed)
         page.on("response", on_response)
 
     def check(self) -> None:
