@@ -9,10 +9,12 @@ Model artifact layout (the ``model/`` folder training logs and the registry regi
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from visionops.model_versions import ModelRef as RegistryRef
+from visionops.model_versions import parse_models_uri  # noqa: F401  (re-exported)
 
 MODEL_FILE = "best.onnx"
 CLASS_MAP_FILE = "class_map.json"
@@ -22,7 +24,6 @@ OPTIONAL_FILES = (DATA_CARD_FILE,)
 UNKNOWN = "unknown"
 
 # models:/<name>@<alias>  or  models:/<name>/<version>  or  models:/<name> (default alias)
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
 
 
 class ModelArtifactError(RuntimeError):
@@ -47,30 +48,6 @@ class ModelInfo:
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "run_id": self.run_id,
                 "alias": self.alias, "source": self.source}
-
-
-@dataclass(frozen=True)
-class RegistryRef:
-    """A parsed ``models:/`` URI: a registered model and either an alias or a version."""
-
-    name: str
-    alias: str | None = None
-    version: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
-
-
-def parse_models_uri(uri: str, default_alias: str) -> RegistryRef:
-    """``models:/name@alias`` | ``models:/name/<version>`` | ``models:/name`` (-> ``@default_alias``)."""
-    match = _MODELS_URI.match(uri.strip())
-    if not match:
-        raise ValueError(f"model URI {uri!r} must look like models:/<name>@<alias>, models:/<name>/<version> "
-                         "or models:/<name>")
-    if match["version"]:
-        return RegistryRef(match["name"], version=match["version"])
-    return RegistryRef(match["name"], alias=match["alias"] or default_alias)
 
 
 def read_class_names(path: Path) -> list[str]:

@@ -18,7 +18,7 @@ from visionops.lineage import DIGEST_TAG, SOURCE_TAG
 
 WEIGHTS_FILE = "best.pt"
 PRODUCTS_PARAM = "products"
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
 
 
 class ModelVersionError(RuntimeError):
@@ -66,12 +66,17 @@ def is_models_uri(text: str) -> bool:
     return text.strip().startswith("models:/")
 
 
-def parse_models_uri(uri: str) -> ModelRef:
-    """``models:/name@alias`` or ``models:/name/<version>``; ``ValueError`` naming the expected forms."""
+def parse_models_uri(uri: str, default_alias: str | None = None) -> ModelRef:
+    """``models:/name@alias`` or ``models:/name/<version>``; with ``default_alias`` also a bare ``models:/name``
+    (that alias). ``ValueError`` naming the expected forms."""
     match = _MODELS_URI.match(uri.strip())
-    if not match:
-        raise ValueError(f"model URI {uri!r} must look like models:/<name>@<alias> or models:/<name>/<version>")
-    return ModelRef(match["name"], alias=match["alias"], version=match["version"])
+    bare = bool(match) and not match["alias"] and not match["version"]
+    if not match or (bare and default_alias is None):
+        forms = "models:/<name>@<alias>, models:/<name>/<version> or models:/<name>" if default_alias else (
+            "models:/<name>@<alias> or models:/<name>/<version>")
+        raise ValueError(f"model URI {uri!r} must look like {forms}")
+    return ModelRef(match["name"], alias=match["alias"] or (None if match["version"] else default_alias),
+                    version=match["version"])
 
 
 def _client(tracking_uri: str) -> Any:
