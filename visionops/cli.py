@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("visionops.data.cli", "prepare VISION data, generate a synthetic dataset, simulate drift"),
     "train": ("training_job.cli", "train YOLOv8n and log everything to MLflow (the training Job)"),
     "register": ("visionops.registry_cli", "register a run's model and apply the promotion gate"),
+    "deploy": ("visionops.deploy_cli", "see and steer the production version on the cluster, and roll back"),
     "analyze": ("visionops.analysis_cli", "per-class AP50 of a training run and its hardest val images"),
     "drift": ("drift_job.cli", "compare a batch of images with the reference set (the drift Job)"),
     "serve": ("predictor.cli", "serve the model with the KServe ModelServer (V1 and V2)"),

@@ -195,6 +195,9 @@ class MlflowRestClient:
     def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
         self._api("POST", "registered-models/alias", json={"name": name, "alias": alias, "version": str(version)})
 
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._api("POST", "registered-models/set-tag", json={"name": name, "key": key, "value": str(value)})
+
     def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._api("POST", "model-versions/set-tag",
                   json={"name": name, "version": str(version), "key": key, "value": str(value)})

@@ -232,6 +232,11 @@ def evaluate_and_promote(
     if decision.promote:
         promote(client, name, version, decision.reason)
     else:
-        client.set_model_version_tag(name, str(version), PROMOTION_TAG, "rejected")
-        client.set_model_version_tag(name, str(version), PROMOTION_REASON_TAG, decision.reason)
+        reject(client, name, version, decision.reason)
     return decision
+
+
+def reject(client: Client, name: str, version: str | int, reason: str) -> None:
+    """Tag a version the gate refused (production is unchanged)."""
+    client.set_model_version_tag(name, str(version), PROMOTION_TAG, "rejected")
+    client.set_model_version_tag(name, str(version), PROMOTION_REASON_TAG, reason)

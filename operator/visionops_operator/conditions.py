@@ -20,12 +20,13 @@ DRIFT_DETECTED = "DriftDetected"  # DriftCheck
 
 # TrainingRun phases; Succeeded and Failed are also its terminal condition types.
 PENDING, RUNNING, REGISTERING, SUCCEEDED, FAILED = "Pending", "Running", "Registering", "Succeeded", "Failed"
+ROLLING_OUT_PHASE = "RollingOut"  # TrainingRun: promoted, waiting for its ModelDeployment to serve the version
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 # DriftCheck phases (besides Pending, Running and Failed).
 COMPLETED, SCHEDULED = "Completed", "Scheduled"
 
-TRAINING_RUN, DRIFT_CHECK = "TrainingRun", "DriftCheck"
-REASONS: dict[str, dict[str, str]] = {TRAINING_RUN: {}, DRIFT_CHECK: {}}
+TRAINING_RUN, DRIFT_CHECK, MODEL_DEPLOYMENT = "TrainingRun", "DriftCheck", "ModelDeployment"
+REASONS: dict[str, dict[str, str]] = {TRAINING_RUN: {}, DRIFT_CHECK: {}, MODEL_DEPLOYMENT: {}}
 """Kind -> every reason the operator writes into its conditions or Events -> what it means."""
 
 
@@ -46,7 +47,13 @@ REGISTRATION_FAILED = _reason(
     "RegistrationFailed", "MLflow refused the run's model (run not FINISHED, or model/ artifacts missing)")
 VERSION_REGISTERED = _reason("VersionRegistered", "the model version is registered in MLflow")
 GATE_PASSED = _reason("GatePassed", "the version passed the gate and is production; no InferenceService to roll out")
-ROLLED_OUT = _reason("RolledOut", "the version is production and spec.promotion.inferenceService points at it")
+ROLLED_OUT = _reason("RolledOut", "the version is production and spec.promotion.inferenceService serves it")
+ROLLING_OUT = _reason("RollingOut", "the version is production; the InferenceService moves to it (not serving yet)",
+                      TRAINING_RUN, MODEL_DEPLOYMENT)
+ROLLOUT_FAILED = _reason("RolloutFailed", "the version did not become ready in time (status.message has the "
+                         "predictor's error); production went back to the version that served before",
+                         TRAINING_RUN, MODEL_DEPLOYMENT)
+ROLLOUT_SUPERSEDED = _reason("RolloutSuperseded", "another version was put into production before this one served")
 INFERENCE_SERVICE_NOT_FOUND = _reason(
     "InferenceServiceNotFound", "the version is production but spec.promotion.inferenceService does not exist")
 GATE_REJECTED = _reason("GateRejected", "the version failed the promotion gate; production is unchanged")
@@ -63,6 +70,16 @@ CHECK_SKIPPED = _reason(
 CHECK_FAILED = _reason("CheckFailed", "the latest check Job failed; status.message says why", DRIFT_CHECK)
 DRIFT = _reason("DriftFound", "the latest check found dataset drift", DRIFT_CHECK)
 NO_DRIFT = _reason("NoDrift", "the latest check found no dataset drift", DRIFT_CHECK)
+# ModelDeployment
+NO_MODEL = _reason("NoModel", "no version chosen and no production alias yet: nothing to serve", MODEL_DEPLOYMENT)
+SERVING = _reason("Serving", "the predictor serves spec.version (pods Ready, the version in its metrics)",
+                  MODEL_DEPLOYMENT)
+VERSION_NOT_FOUND = _reason("VersionNotFound", "spec.version names a version MLflow does not have; it went back",
+                            MODEL_DEPLOYMENT)
+ISVC_MISSING = _reason("InferenceServiceNotFound", "spec.inferenceService does not exist in this namespace",
+                       MODEL_DEPLOYMENT)
+MLFLOW_DOWN = _reason("MLflowUnavailable", "an MLflow call failed; the operator tries again at the next sync",
+                      MODEL_DEPLOYMENT)
 RETRAINING_STARTED = _reason("RetrainingStarted", "drift started a retraining TrainingRun (an Event only)", DRIFT_CHECK)
 
 

@@ -188,11 +188,48 @@ def training_promotion(st: Status, decision: str, reason: str, cond_reason: str,
     training_succeeded(st)
 
 
+def training_rolling_out(st: Status, reason: str, inference_service: str, deployment: str, version: str) -> None:
+    """Promoted by the gate (or a person): ModelDeployment ``deployment`` rolls ``inference_service`` to the
+    version; the run is RollingOut until the predictor serves it (:func:`training_rollout_finished`)."""
+    message = f"version {version} is production; ModelDeployment {deployment} rolls out InferenceService " \
+              f"{inference_service} to it"
+    st.set(promotion={"decision": "Promoted", "reason": reason, "inferenceService": inference_service},
+           phase=c.ROLLING_OUT_PHASE, message="")
+    st.condition(c.PROMOTED, None, c.ROLLING_OUT, message)
+    st.condition(c.READY, None, c.ROLLING_OUT, message)
+    st.event(c.ROLLING_OUT, message)
+
+
+def training_rollout_finished(st: Status, reason: str, message: str) -> None:
+    """The run's rollout ended (RolledOut, RolloutFailed or RolloutSuperseded): Succeeded with that reason."""
+    if st.get("phase") != c.ROLLING_OUT_PHASE:
+        return
+    st.condition(c.PROMOTED, reason == c.ROLLED_OUT, reason, message)
+    st.event(reason, message, warning=reason != c.ROLLED_OUT)
+    if reason != c.ROLLED_OUT:
+        st.set(message=message)
+    training_succeeded(st)
+
+
+def rollout_outcome(version: str, deployment_status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """How the rollout of ``version`` ended for a run waiting on it, from its ModelDeployment's status; ``None``
+    while it is still in progress."""
+    rollout = deployment_status.get("rollout") or {}
+    if deployment_status.get("servingVersion") == version and deployment_status.get("desiredVersion") == version:
+        return c.ROLLED_OUT, f"version {version} serves ({rollout.get('seconds', '?')} s rollout)"
+    if rollout.get("version") == version and rollout.get("outcome") == "Failed":
+        return c.ROLLOUT_FAILED, deployment_status.get("message") or f"version {version} did not become ready"
+    if deployment_status.get("desiredVersion") not in (None, "", version):
+        return c.ROLLOUT_SUPERSEDED, f"version {deployment_status['desiredVersion']} was put into production " \
+                                     f"before version {version} served"
+    return None
+
+
 def training_succeeded(st: Status) -> None:
     """Done: phase Succeeded; Ready and Succeeded take the promotion's reason (Ready stays True after)."""
     promoted = st.condition_of(c.PROMOTED)
     reason, message = promoted.get("reason", c.VERSION_REGISTERED), promoted.get("message", "")
-    if st.get("phase") == c.REGISTERING:
+    if st.get("phase") in (c.REGISTERING, c.ROLLING_OUT_PHASE):
         st.set(phase=c.SUCCEEDED, completionTime=st.stamp())
     st.condition(c.READY, True, reason, message)
     st.condition(c.SUCCEEDED, True, reason, message)

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, drift, kube, metrics, progress, training  # noqa: F401 - importing registers handlers
+from . import GROUP, deployments, drift, kube, metrics, progress, training  # noqa: F401 - importing registers handlers
 from . import settings as operator_settings
 
 
@@ -30,15 +30,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     metrics.serve(config.metrics_port)
     await asyncio.to_thread(kube.warm_up)  # before the first event, not during it
     memo.progress_loop = asyncio.create_task(progress.loop(memo.progress, config, logger))
+    memo.deployments = deployments.Deployments()  # its loop starts with the first ModelDeployment seen
     logger.info(f"visionops operator configuration: {config.public()}")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the progress loop."""
-    task = memo.get("progress_loop")
-    if task:
-        task.cancel()
+    """Stop the progress and deployment loops."""
+    for key in ("progress_loop", "deployment_loop"):
+        task = memo.get(key)
+        if task:
+            task.cancel()
 
 
 @kopf.on.login()

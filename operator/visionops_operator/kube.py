@@ -18,6 +18,7 @@ from . import GROUP, VERSION
 
 KSERVE_GROUP, KSERVE_VERSION = "serving.kserve.io", "v1beta1"
 RAW = {"_preload_content": False}
+FIELD_MANAGER = "visionops-operator"  # who the API server records for the operator's own spec changes
 
 
 @functools.cache
@@ -129,3 +130,32 @@ def read_inference_service(namespace: str, name: str) -> dict[str, Any] | None:
 def patch_inference_service(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
     return _json(custom().patch_namespaced_custom_object(
         KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name, patch, **RAW))
+
+
+def list_custom(namespace: str | None, plural: str) -> list[dict[str, Any]]:
+    """Our custom resources of ``plural`` in ``namespace`` (every namespace when ``None``)."""
+    api = custom()
+    if namespace is None:
+        return _json(api.list_cluster_custom_object(GROUP, VERSION, plural, **RAW))["items"]
+    return _json(api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **RAW))["items"]
+
+
+def create_custom(namespace: str, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create one of our custom resources or return the existing one of that name: ``(object, created)``."""
+    try:
+        return _json(custom().create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body,
+                                                              field_manager=FIELD_MANAGER, **RAW)), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return get_custom(namespace, plural, body["metadata"]["name"]) or {}, False
+
+
+def patch_custom(namespace: str, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch one of our custom resources (its spec or metadata) as the operator's field manager."""
+    return _json(custom().patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch,
+                                                         field_manager=FIELD_MANAGER, **RAW))
+
+
+def pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    return _json(core().list_namespaced_pod(namespace, label_selector=selector, **RAW))["items"]

@@ -33,6 +33,13 @@ class OperatorSettings:
     """How often the epoch progress of training pods is read from MLflow."""
     mlflow_retry_seconds: float = 10.0
     """Delay before retrying a registration step whose MLflow call failed."""
+    deploy_sync_seconds: float = 5.0
+    """How often each ModelDeployment is compared with the MLflow production alias (bounds how long a move of
+    the alias takes to reach the cluster)."""
+    rollout_check_seconds: float = 2.0
+    """How often a rollout in progress is checked (pods, the predictor's reported version)."""
+    probe_predictors: bool = True
+    """Ask the predictor pods themselves (their /metrics) which version they serve before calling a rollout done."""
     metrics_port: int = 8081
     """Port of the operator's Prometheus /metrics (0 disables it)."""
     liveness: str = "http://0.0.0.0:8080/healthz"
@@ -83,6 +90,12 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
      "seconds between two reads of the training pods' epoch progress from MLflow"),
     ("--mlflow-retry-seconds", "mlflow_retry_seconds", "VISIONOPS_MLFLOW_RETRY_SECONDS", _positive,
      "seconds before retrying a registration step whose MLflow call failed"),
+    ("--deploy-sync-seconds", "deploy_sync_seconds", "VISIONOPS_DEPLOY_SYNC_SECONDS", _positive,
+     "seconds between two comparisons of each ModelDeployment with the MLflow production alias"),
+    ("--rollout-check-seconds", "rollout_check_seconds", "VISIONOPS_ROLLOUT_CHECK_SECONDS", _positive,
+     "seconds between two checks of a rollout in progress"),
+    ("--probe-predictors", "probe_predictors", "VISIONOPS_PROBE_PREDICTORS", _flag,
+     "ask predictor pods which version they serve (true/false)"),
     ("--metrics-port", "metrics_port", "VISIONOPS_METRICS_PORT", _port, "port of /metrics (0: off)"),
     ("--liveness", "liveness", "VISIONOPS_LIVENESS", str, "kopf's liveness endpoint"),
 )
@@ -92,7 +105,7 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """The command line; every default comes from ``environ`` when the variable is set."""
     defaults = OperatorSettings()
     cli = argparse.ArgumentParser(prog="visionops-operator",
-                                  description="Run the VisionOps operator (TrainingRun and DriftCheck).")
+                                  description="Run the VisionOps operator (TrainingRun, DriftCheck, ModelDeployment).")
 
     def env(name: str, convert: Callable[[str], Any], fallback: Any) -> Any:
         raw = environ.get(name)

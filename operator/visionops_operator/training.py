@@ -13,9 +13,9 @@ from typing import Any
 
 import kopf
 
-from visionops import registry
+from visionops import production, registry
 
-from . import GROUP, VERSION, builders, kube, metrics, status, tracking
+from . import GROUP, VERSION, builders, deployments, kube, metrics, status, tracking
 from . import conditions as c
 from . import decisions as d
 from .jobs import ACTIVE, failure_reason, job_outcome, latest_pod, owner_uid, pod_result
@@ -40,8 +40,8 @@ def start(body: kopf.Body, namespace: str, name: str, uid: str, memo: kopf.Memo,
     if phase in (c.REGISTERING, c.SUCCEEDED):
         advance(namespace, name, uid, memo.settings, logger)
         return
-    if phase == c.FAILED:
-        return
+    if phase in (c.FAILED, c.ROLLING_OUT_PHASE):
+        return  # failed, or its ModelDeployment reports the rollout's end (deployments.after_write)
     job = builders.training_job(body, memo.settings)
     kopf.adopt(job, owner=body, nested="spec.template")
     job, created = kube.ensure_job(namespace, job)
@@ -157,38 +157,58 @@ def act(step: str, run: Mapping[str, Any], current: Mapping[str, Any], settings:
             return partial(d.training_registered, model_name=model_name, version=str(version.version))
         version = current["modelVersion"]
         if step == d.GATE:
-            gate = registry.evaluate_and_promote(mlflow, model_name, version,
-                                                 threshold=promotion.get("map50Threshold"),
-                                                 max_regression=promotion.get("maxClassRegressionPoints"))
+            gate = registry.evaluate(mlflow, model_name, version, threshold=promotion.get("map50Threshold"),
+                                     max_regression=promotion.get("maxClassRegressionPoints"))
             metrics.PROMOTIONS.labels(run["metadata"]["namespace"], "Promoted" if gate.promote else "Rejected").inc()
             if not gate.promote:
+                registry.reject(mlflow, model_name, version, gate.reason)
                 return partial(d.training_promotion, decision="Rejected", reason=gate.reason,
                                cond_reason=c.GATE_REJECTED, message=gate.reason)
             reason = gate.reason
         else:
-            registry.promote(mlflow, model_name, version)
             reason = "promoted manually by annotation"
+        return promote(run, mlflow, model_name, version, reason)
     except registry.RegistryError as exc:
         return partial(d.training_failed, reason=c.REGISTRATION_FAILED, message=str(exc))
     except Exception as exc:
         logger.warning(f"{step}: MLflow call failed: {exc}")
         raise MLflowFailed(f"{step}: MLflow call failed ({type(exc).__name__}: {str(exc)[:200]}); retrying") from exc
-    return roll_out(run, model_name, version, reason)
 
 
-def roll_out(run: Mapping[str, Any], model_name: str, version: str, reason: str) -> Decision:
-    """Point spec.promotion.inferenceService (if any) at the promoted version."""
-    namespace = run["metadata"]["namespace"]
+def promote(run: Mapping[str, Any], mlflow: Any, model_name: str, version: str, reason: str) -> Decision:
+    """Put the version into production: through the ModelDeployment of spec.promotion.inferenceService (it moves
+    the alias and rolls the service out; the run waits for it), else by moving the alias alone."""
+    namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
     target = (run.get("spec", {}).get("promotion") or {}).get("inferenceService")
     message = f"{model_name} version {version} is production"
     promoted = partial(d.training_promotion, decision="Promoted", reason=reason)
-    if not target:
-        return partial(promoted, cond_reason=c.GATE_PASSED, message=message)
-    isvc = kube.read_inference_service(namespace, target)
+    isvc = kube.read_inference_service(namespace, target) if target else None
     if isvc is None:
+        registry.promote(mlflow, model_name, version, reason)
+        if not target:
+            return partial(promoted, cond_reason=c.GATE_PASSED, message=message)
         return partial(promoted, cond_reason=c.INFERENCE_SERVICE_NOT_FOUND,
                        message=f"{message}; InferenceService {target} not found, nothing rolled out")
-    kube.patch_inference_service(
-        namespace, target, builders.inference_service_patch(isvc, f"models:/{model_name}/{version}", version))
-    return partial(promoted, cond_reason=c.ROLLED_OUT, inference_service=target,
-                   message=f"{message}; InferenceService {target} rolled out")
+    deployment = deployments.deployment_for(namespace, target, model_name)
+    cause = f"TrainingRun {name}: {reason}"
+    kube.patch_custom(namespace, deployments.PLURAL, deployment, production.set_version_patch(version, cause))
+    registry.promote(mlflow, model_name, version, reason)
+    rolling = partial(d.training_rolling_out, reason=reason, inference_service=target, deployment=deployment,
+                      version=version)
+    served = d.rollout_outcome(version, (kube.get_custom(namespace, deployments.PLURAL, deployment) or {})
+                               .get("status") or {})
+    if served is None or served[0] != c.ROLLED_OUT:
+        return rolling
+    return lambda st: (rolling(st), d.training_rollout_finished(st, *served))  # it serves already
+
+
+def follow_rollout(namespace: str, isvc_name: str, deployment_status: Mapping[str, Any]) -> None:
+    """Finish the TrainingRuns waiting for ``isvc_name`` to serve their version, from its ModelDeployment's status."""
+    for run in kube.list_custom(namespace, PLURAL):
+        st = run.get("status") or {}
+        if st.get("phase") != c.ROLLING_OUT_PHASE or (st.get("promotion") or {}).get("inferenceService") != isvc_name:
+            continue
+        outcome = d.rollout_outcome(str(st.get("modelVersion") or ""), deployment_status)
+        if outcome is not None:
+            write(namespace, run["metadata"]["name"], run["metadata"]["uid"],
+                  partial(d.training_rollout_finished, reason=outcome[0], message=outcome[1]), current=run)

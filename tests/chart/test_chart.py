@@ -58,8 +58,10 @@ EXTRA_SETS = [
 OPERATOR_RIGHTS: dict[str, set[str]] = {
     "trainingruns.visionops.io": {"get", "list", "watch", "patch", "create"},
     "driftchecks.visionops.io": {"get", "list", "watch", "patch"},
+    "modeldeployments.visionops.io": {"get", "list", "watch", "patch", "create"},
     "trainingruns.visionops.io/status": {"patch"},
     "driftchecks.visionops.io/status": {"patch"},
+    "modeldeployments.visionops.io/status": {"patch"},
     "trainingruns.visionops.io/finalizers": {"update"},
     "driftchecks.visionops.io/finalizers": {"update"},
     "events": {"create"},

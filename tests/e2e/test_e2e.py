@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -29,6 +31,7 @@ DRIFT_CHECK = "e2e-drift"
 TRAINING_LABEL = "visionops.io/training-run"
 DRIFT_LABEL = "visionops.io/drift-check"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+PREDICTOR_SELECTOR = f"serving.kserve.io/inferenceservice={PREDICTOR}"
 # The demo's run (30 epochs at 160 px: about 3 minutes on two cores). The gate at 0 promotes whatever it
 # learns (the gate has its own tests).
 TRAINING_SPEC = {
@@ -99,6 +102,14 @@ def mlflow(release: Release, path: str, **params: str) -> dict:
 
 def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_release: Release) -> None:
     release = e2e_release
+    # Before any model: the predictor pod runs, not Ready, and says what to do; its ModelDeployment says NoModel.
+    pod = release.wait("a running predictor pod", lambda: next(
+        (p for p in release.get("pods", "-l", PREDICTOR_SELECTOR)["items"] if p["status"].get("phase") == "Running"),
+        None), 300)
+    assert not ready_pod(release, PREDICTOR_SELECTOR), "the predictor is Ready with no model"
+    assert all(c.get("restartCount", 0) == 0 for c in pod["status"].get("containerStatuses", [])), pod["status"]
+    release.wait("the ModelDeployment to say NoModel",
+                 lambda: release.get("modeldeployment", PREDICTOR).get("status", {}).get("phase") == "NoModel", 120)
     release.kubectl("apply", "-f", "-", input=cr("TrainingRun", TRAINING_RUN, TRAINING_SPEC))
 
     job = release.wait("the training Job", lambda: jobs_of(release, TRAINING_LABEL, TRAINING_RUN), 120)[0]
@@ -187,6 +198,111 @@ def test_promoted_model_is_rolled_out_and_answers_over_http(e2e_release: Release
     status, metrics_text = http(f"{base}/metrics")
     assert status == 200 and "visionops_" in metrics_text
     _passed.add("serve")
+
+
+def serving_version(release: Release, image: Path) -> str:
+    """The version the predictor Service answers with (V2 infer's model_version); '' when it does not answer."""
+    b64 = base64.b64encode(image.read_bytes()).decode()
+    try:
+        status, body = http(f"{release.node_port_url(f'{PREDICTOR}-http')}/v2/models/{MODEL}/infer",
+                            {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]},
+                            timeout=10)
+    except OSError:
+        return ""
+    return str(body.get("model_version", "")) if status == 200 else ""
+
+
+def answers_only(release: Release, image: Path, version: str, times: int = 5) -> bool:
+    """Every one of ``times`` predictions comes from ``version`` (no old pod left behind the Service)."""
+    return all(serving_version(release, image) == version for _ in range(times))
+
+
+def deploy(release: Release, *args: str) -> subprocess.CompletedProcess:
+    """``visionops deploy`` as a user runs it, against the release's ModelDeployment."""
+    cmd = [sys.executable, "-m", "visionops.cli", "deploy", "--kubeconfig", str(release.cluster.kubeconfig),
+           "-n", release.namespace, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def mlflow_post(release: Release, path: str, body: dict) -> dict:
+    status, answer = http(f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}", body)
+    assert status == 200, f"MLflow POST {path} -> {status}: {answer}"
+    return answer
+
+
+def broken_version(release: Release, tmp_path: Path) -> str:
+    """A registered version whose best.onnx is not an ONNX model (uploaded through the MLflow server)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(release.node_port_url("visionops-mlflow"))
+    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "best.onnx").write_bytes(b"this is not an ONNX model")
+    (model / "class_map.json").write_text(json.dumps({"names": ["casting/inclusoes"]}))
+    client.log_artifacts(run.info.run_id, str(model), "model")
+    client.set_terminated(run.info.run_id)
+    return client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id).version
+
+
+def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(e2e_release: Release,
+                                                                          tmp_path: Path) -> None:
+    requires("serve")
+    release = e2e_release
+    image = sample_images(release)[0]
+    v1 = str(release.get("trainingrun", TRAINING_RUN)["status"]["modelVersion"])
+    first = mlflow(release, "model-versions/get", name=MODEL, version=v1)["model_version"]
+    v2 = mlflow_post(release, "model-versions/create", {"name": MODEL, "source": first["source"],
+                                                        "run_id": first["run_id"]})["model_version"]["version"]
+    timings: dict[str, float] = {}
+
+    # The CLI: set v2, then roll back to v1; --wait returns once the predictor serves it.
+    steps = (("rollout (CLI)", ("set", v2, "--wait"), v2), ("rollback (CLI)", ("rollback", "--wait"), v1))
+    for what, args, version in steps:
+        started = time.monotonic()
+        proc = deploy(release, *args)
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{release.diagnostics()}"
+        release.wait(f"only version {version} to answer", lambda v=version: answers_only(release, image, v), 120, 1)
+        timings[what] = time.monotonic() - started
+
+    # The MLflow UI's way: move the alias; spec.version and serving follow.
+    started = time.monotonic()
+    mlflow_post(release, "registered-models/alias", {"name": MODEL, "alias": "production", "version": v2})
+    release.wait("serving to follow the alias", lambda: answers_only(release, image, v2), 300, 1)
+    timings["alias moved in MLflow"] = time.monotonic() - started
+    assert release.get("modeldeployment", PREDICTOR)["spec"]["version"] == v2
+
+    # kubectl, with a version that cannot load: RolloutFailed with the predictor's error; v2 answers throughout.
+    v3 = broken_version(release, tmp_path)
+    release.kubectl("patch", "modeldeployment", PREDICTOR, "--type=merge", "-p", json.dumps({"spec": {"version": v3}}))
+    answered = []
+
+    def failed() -> dict | None:
+        answered.append(serving_version(release, image))
+        status = release.get("modeldeployment", PREDICTOR).get("status", {})
+        return status if status.get("phase") == "RolloutFailed" else None
+
+    status = release.wait("the broken version's rollout to fail", failed, 400, 1)
+    assert set(answered) == {v2}, f"answers during the failed rollout: {answered}"
+    assert f"version {v3} did not become ready" in status["message"], status["message"]
+    assert "went back to version " + v2 in status["message"], status["message"]
+    assert "cannot load the model" in status["message"], f"not the predictor's own error: {status['message']}"
+    release.wait("the broken pods to go", lambda: answers_only(release, image, v2), 120, 1)
+    md = release.get("modeldeployment", PREDICTOR)
+    assert md["spec"]["version"] == v2 and status["servingVersion"] == v2
+    alias = mlflow(release, "registered-models/alias", name=MODEL, alias="production")["model_version"]
+    assert alias["version"] == v2
+    moved = [(h["version"], h["movedBy"]) for h in status["history"]]
+    assert moved[-5:] == [(v2, "visionops-cli"), (v1, "visionops-cli"), (v2, "mlflow-alias"), (v3, "kubectl-patch"),
+                          (v2, "rollout-failed")], moved
+    tags = {t["key"]: t["value"] for t in mlflow(release, "registered-models/get", name=MODEL)[
+        "registered_model"].get("tags", [])}
+    assert [h["version"] for h in json.loads(tags["visionops.io/production-history"])][-5:] == [v2, v1, v2, v3, v2]
+    history = deploy(release, "history")
+    assert history.returncode == 0 and "rollout-failed" in history.stdout, history
+    for what, seconds in timings.items():
+        print(f"[e2e timing] {what}: version answering {seconds:.1f} s after the request")
+    _passed.add("deploy")
 
 
 def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_release: Release) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crds"
-PLURALS = {"TrainingRun": "trainingruns", "DriftCheck": "driftchecks"}
+PLURALS = {"TrainingRun": "trainingruns", "DriftCheck": "driftchecks", "ModelDeployment": "modeldeployments"}
 
 
 def crd(kind: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def batch() -> kubernetes.client.BatchV1Api:
 
 
 def create(namespace: str, plural: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    kind = {"trainingruns": "TrainingRun", "driftchecks": "DriftCheck"}[plural]
+    kind = {"trainingruns": "TrainingRun", "driftchecks": "DriftCheck", "modeldeployments": "ModelDeployment"}[plural]
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name, **meta}, "spec": spec}
     return custom().create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
 

@@ -14,7 +14,7 @@ from visionops_operator.conditions import REASONS
 from visionops.config import load as load_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
-KINDS = ["TrainingRun", "DriftCheck"]
+KINDS = ["TrainingRun", "DriftCheck", "ModelDeployment"]
 
 # configs/<file>.yaml key path -> the CRD field whose default it must equal
 CONFIG_DEFAULTS = {
@@ -36,9 +36,13 @@ CONFIG_DEFAULTS = {
         ("drift", "min_current_samples"): "thresholds.minCurrentSamples",
         ("drift", "experiment"): "experiment",
     },
+    "ModelDeployment": {
+        ("serving", "model_name"): "model.name",
+    },
 }
 MINIMAL = {"TrainingRun": {"dataset": {"pvc": "data"}},
-           "DriftCheck": {"reference": {"pvc": "data"}, "current": {"path": "batch"}}}
+           "DriftCheck": {"reference": {"pvc": "data"}, "current": {"path": "batch"}},
+           "ModelDeployment": {"inferenceService": "predictor"}}
 
 
 def _dig(data: dict, dotted: str):

@@ -9,13 +9,29 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from k8s import batch, condition, create, custom, get, jobs, settled_event_reasons, wait_until
+from k8s import batch, condition, core, create, custom, get, jobs, settled_event_reasons, wait_until
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow, pytest.mark.slow]
 
 ISVC = ("serving.kserve.io", "v1beta1")
 HYPER = {"epochs": 2, "batch": 8, "imgsz": 64, "seed": 1}
+
+
+def waiter_running(waiter: subprocess.Popen) -> bool:
+    return waiter.poll() is None
+
+
+def predictor_pod(namespace: str, isvc_name: str, uri: str) -> None:
+    """A Ready predictor pod of ``uri``, as KServe and a kubelet would make it (no node here)."""
+    name = f"{isvc_name}-predictor-{abs(hash(uri)) % 10**6}"
+    core().create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": isvc_name}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0",
+                                 "env": [{"name": "VISIONOPS_MODEL_URI", "value": uri}]}]}})
+    core().patch_namespaced_pod_status(name, namespace, {"status": {"podIP": "10.0.0.9", "conditions": [
+        {"type": "Ready", "status": "True"}]}})
 
 
 def isvc(namespace: str, name: str) -> dict:
@@ -27,7 +43,10 @@ def isvc(namespace: str, name: str) -> dict:
             "env": [{"name": "KEEP_ME", "value": "1"}],
         }]}},
     }
-    return custom().create_namespaced_custom_object(*ISVC, namespace, "inferenceservices", body)
+    created = custom().create_namespaced_custom_object(*ISVC, namespace, "inferenceservices", body)
+    custom().patch_namespaced_custom_object_status(*ISVC, namespace, "inferenceservices", name, {
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    return created
 
 
 def training_spec(model: str, threshold: float, target: str | None = None, path: str = "vision") -> dict:
@@ -82,7 +101,12 @@ def test_happy_path_trains_registers_promotes_and_rolls_out(
         assert pod.spec.containers[0].security_context.run_as_non_root is True
         proc = pod_runner.run(pod)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        ended(ready, 120)
+        # Promoted is not done until the predictor serves the version: RollingOut until a Ready pod of it exists.
+        rolling = wait_until(phase_is(ns, "tr-ok", "RollingOut"), 120, what="the run to be RollingOut")
+        assert condition(rolling, "Promoted")["status"] == "Unknown" and waiter_running(ready)
+        version = rolling["status"]["modelVersion"]
+        predictor_pod(ns, "detector", f"models:/{model}/{version}")
+        ended(ready, 60)
         done = get(ns, "trainingruns", "tr-ok")
         reasons = settled_event_reasons(ns, "TrainingRun", "tr-ok")
     status = done["status"]
@@ -92,7 +116,8 @@ def test_happy_path_trains_registers_promotes_and_rolls_out(
     assert condition(done, "Promoted")["reason"] == condition(done, "Ready")["reason"] == "RolledOut"
     assert not condition(done, "Failed")
     # One Event per transition, from apply to done; none from progress reads or kopf's own bookkeeping.
-    assert Counter(reasons) == Counter(["JobCreated", "TrainingSucceeded", "VersionRegistered", "RolledOut"]), reasons
+    assert Counter(reasons) == Counter(["JobCreated", "TrainingSucceeded", "VersionRegistered", "RollingOut",
+                                        "RolledOut"]), reasons
     # The spec that ran is the stored one: the CRD's defaults filled in what the test left out.
     assert done["spec"]["hyperparameters"]["patience"] == 5 and done["spec"]["promotion"]["mode"] == "auto"
     assert status["promotion"]["decision"] == "Promoted"
@@ -106,6 +131,9 @@ def test_happy_path_trains_registers_promotes_and_rolls_out(
     env = {e["name"]: e["value"] for e in served["spec"]["predictor"]["containers"][0]["env"]}
     assert env == {"KEEP_ME": "1", "VISIONOPS_MODEL_URI": f"models:/{model}/{version}"}
     assert served["metadata"]["annotations"]["visionops.io/model-version"] == version
+    deployment = get(ns, "modeldeployments", "detector")  # made by the promotion: one per InferenceService
+    assert deployment["spec"]["version"] == version and deployment["status"]["servingVersion"] == version
+    assert deployment["status"]["history"][-1]["cause"].startswith("TrainingRun tr-ok: ")
 
 
 def test_rejected_promotion_keeps_production_and_says_why(
