@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from drift_job.progress import bar
 from visionops.images import open_image
+from visionops.progress import bar
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from drift_job.progress import bar
 from visionops.images import open_image
+from visionops.progress import bar
 
 PREDICTION_FEATURES: tuple[str, ...] = ("pred_confidence_max", "pred_detections", "pred_class")
 CATEGORICAL_FEATURES: frozenset[str] = frozenset({"pred_class"})

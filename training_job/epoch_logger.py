@@ -1,18 +1,23 @@
-"""Log every epoch to MLflow while ultralytics trains (the operator reads progress from there)."""
+"""Log every epoch to MLflow while ultralytics trains (the operator reads progress from there); on a terminal
+also an epoch bar (epoch k/N, elapsed, mAP50 of the last epoch) below the per-epoch lines."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
+from tqdm import tqdm
 
 from training_job.metrics import epoch_metrics
+from visionops.progress import meter
 
 EPOCH_METRIC = "epoch"  # completed epochs, logged at step = completed epochs
 PROGRESS_TAG = "visionops.io/progress"  # "<completed>/<planned>"
+EPOCH_BAR_FORMAT = "{desc} |{bar:20}| epoch {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
 class EpochLogger:
@@ -20,10 +25,12 @@ class EpochLogger:
 
     ``on_fit_epoch_end`` fires once per epoch and once more for the trainer's own final
     validation of ``best.pt``; that extra call is skipped (the job validates ``best.pt`` itself).
+    ``tty`` forces whether the epoch bar is drawn (default: when stderr is a terminal).
     """
 
     def __init__(
-        self, client: MlflowClient, run_id: str, planned_epochs: int, say: Callable[[str], None]
+        self, client: MlflowClient, run_id: str, planned_epochs: int, say: Callable[[str], None],
+        tty: bool | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -33,15 +40,25 @@ class EpochLogger:
         self.epoch_seconds: list[float] = []
         self._train_epoch: int | None = None
         self._started = time.monotonic()
+        self._tty = tty
+        self._bar: tqdm | None = None
 
     def register(self, model: Any) -> None:
         """Attach to an ultralytics ``YOLO`` model."""
         model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+        model.add_callback("on_train_end", self.on_train_end)
 
     def on_train_epoch_start(self, trainer: Any) -> None:
         self._started = time.monotonic()
+        if self._bar is None:  # elapsed counts from the first epoch
+            self._bar = meter(self.planned_epochs, "training", "epoch", tty=self._tty, leave=True,
+                              bar_format=EPOCH_BAR_FORMAT)
+
+    def on_train_end(self, trainer: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         self._train_epoch = trainer.epoch
@@ -63,4 +80,14 @@ class EpochLogger:
         self.epoch_seconds.append(seconds)
         self.completed = step
         shown = " ".join(f"{k}={values[k]:.3f}" for k in ("map50", "map50_95", "train/box_loss") if k in values)
-        self.say(f"epoch {step}/{self.planned_epochs} {shown} ({seconds:.1f} s)")
+        self._show(f"epoch {step}/{self.planned_epochs} {shown} ({seconds:.1f} s)", values.get("map50"))
+
+    def _show(self, line: str, map50: float | None) -> None:
+        """``line`` through ``say``; on a terminal above the epoch bar, which then advances."""
+        if self._bar is None or self._bar.disable:
+            self.say(line)
+            return
+        with tqdm.external_write_mode(file=sys.stderr):
+            self.say(line)
+        self._bar.set_postfix_str("" if map50 is None else f"mAP50 {map50:.3f}", refresh=False)
+        self._bar.update()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from visionops import config
+from visionops import config, progress
 from visionops.data.samples import XYXY, Colour, DrawBox, compose_grid, draw_boxes, fit_size, yolo_to_xyxy
 
 GOOD_AP50 = 0.70
@@ -223,8 +223,9 @@ def load_ground_truth(dataset: str | Path, products: Sequence[str] | None = None
 
 
 def predict(weights: Path, paths: Sequence[Path], class_names: Sequence[str], *, imgsz: int, conf: float,
-            nms_iou: float, device: str) -> list[list[Box]]:
-    """Predicted boxes (original-image pixels) for each image, with ultralytics kept offline."""
+            nms_iou: float, device: str, say: Say | None = None) -> list[list[Box]]:
+    """Predicted boxes (original-image pixels) for each image, with ultralytics kept offline; a bar per image on a
+    terminal (``say`` gets the occasional plain line otherwise)."""
     from visionops import offline
 
     offline.configure()
@@ -235,8 +236,9 @@ def predict(weights: Path, paths: Sequence[Path], class_names: Sequence[str], *,
         raise AnalysisError(f"{weights} predicts {len(model.names)} classes but the run's class_map.json "
                             f"names {len(class_names)}")
     out: list[list[Box]] = []
-    for result in model.predict([str(p) for p in paths], stream=True, imgsz=imgsz, conf=conf, iou=nms_iou,
-                                device=device, verbose=False):
+    results = model.predict([str(p) for p in paths], stream=True, imgsz=imgsz, conf=conf, iou=nms_iou,
+                            device=device, verbose=False)
+    for result in progress.bar(results, total=len(paths), desc="predicting val images", say=say):
         boxes = result.boxes
         out.append([
             Box(class_names[int(c)], (x1, y1, x2, y2), float(s))
@@ -336,7 +338,7 @@ def analyze_weights(
         raise AnalysisError(f"dataset {dataset} has no val images")
     say(f"predicting {len(images)} val images (imgsz {imgsz}, conf {conf}, device {device})")
     predictions = predict(weights, [i.path for i in images], class_names, imgsz=imgsz, conf=conf,
-                          nms_iou=nms_iou, device=device)
+                          nms_iou=nms_iou, device=device, say=say)
     errors = {image.name: match_boxes(image.boxes, boxes) for image, boxes in zip(images, predictions, strict=True)}
     by_name = {image.name: (image, boxes) for image, boxes in zip(images, predictions, strict=True)}
     out.mkdir(parents=True, exist_ok=True)

@@ -21,13 +21,17 @@ from typing import Any
 
 from visionops import config
 from visionops.local_mlflow import free_port, start_mlflow_server
+from visionops.progress import Steps
 from visionops.results import read_result
 
-STEPS = 7
+STEP_NAMES = ("generate", "mlflow", "prepare + train", "register", "serve + predict", "drift", "summary")
+STEPS = len(STEP_NAMES)
 
 
-def step(n: int, text: str) -> None:
+def step(n: int, text: str, steps: Steps) -> None:
+    """Step ``n``'s header on stdout; on a terminal also the step line on stderr (step k/N, elapsed)."""
     print(f"\n[{n}/{STEPS}] {text}", flush=True)
+    steps.start(n, STEP_NAMES[n - 1])
 
 
 def run_component(module: str, args: list[str], result_file: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -122,14 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # with visionops.telemetry's opt-outs
+    steps = Steps(STEPS, "demo")
     try:
-        step(1, "generating a synthetic VISION dataset")
+        step(1, "generating a synthetic VISION dataset", steps)
         from visionops.data.synth import generate
 
         vision = generate(work / "data" / "vision", seed=0)
         print(f"  {vision}")
 
-        step(2, "MLflow tracking server")
+        step(2, "MLflow tracking server", steps)
         uri = args.tracking_uri
         if not uri:
             proc, uri = start_mlflow_server(work / "mlflow", port=free_port())
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         env["MLFLOW_TRACKING_URI"] = uri
         print(f"  {uri}")
 
-        step(3, f"training YOLOv8n from scratch ({args.epochs} epochs, {args.imgsz} px, CPU)")
+        step(3, f"training YOLOv8n from scratch ({args.epochs} epochs, {args.imgsz} px, CPU)", steps)
         trained = run_component("training_job", [
             "--dataset", str(vision), "--workdir", str(work / "train"), "--epochs", str(args.epochs),
             "--imgsz", str(args.imgsz), "--tracking-uri", uri, "--name", "demo",
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = trained.get("metrics", {})
         print(f"  run {trained['run_id']}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
 
-        step(4, "registering the model and applying the promotion gate")
+        step(4, "registering the model and applying the promotion gate", steps)
         from mlflow.tracking import MlflowClient
 
         from visionops import registry
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if not decision.promote:
             print("  serving the staging version instead (raise --epochs to pass the gate)")
 
-        step(5, f"serving models:/{args.model_name}@{alias} with the KServe ModelServer")
+        step(5, f"serving models:/{args.model_name}@{alias} with the KServe ModelServer", steps)
         port = free_port()
         predictor_log = (work / "predictor.log").open("wb")
         print(f"  logs: {work / 'predictor.log'}")
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  drawn: {drawn}" if found["detections"] else
               f"  no val image got a box above the confidence threshold in {tried} tries (train longer: --epochs)")
 
-        step(6, "simulating a drifted batch (brightness) and running the drift check")
+        step(6, "simulating a drifted batch (brightness) and running the drift check", steps)
         from visionops.data.drift_batch import simulate
 
         sim = config.load("drift")["simulation"]
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "--tracking-uri", uri, "--name", "demo",
         ], work / "drift-result.json", env)
 
-        step(7, "summary")
+        step(7, "summary", steps)
         rows = [
             ("MLflow", uri),
             ("training run", trained["run_id"]),
@@ -207,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for key, value in rows:
             print(f"  {key:<14} {value}")
+        steps.finish()
         if args.keep_serving:
             console_port = free_port()
             console_log = (work / "console.log").open("wb")

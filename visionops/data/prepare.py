@@ -25,6 +25,7 @@ from visionops.data.vision import (
     load_split,
     select_products,
 )
+from visionops.progress import bar
 
 DATASET_YAML = "dataset.yaml"
 CLASS_MAP_JSON = "class_map.json"
@@ -93,7 +94,7 @@ def _read_products(source: Path, products: list[str], progress: Progress) -> dic
         for split in LABELED_SPLITS:
             if not annotations_path(source, product, split).is_file():
                 raise DataError(f"product {product}: {annotations_path(source, product, split)} is missing")
-            split_data = load_split(source, product, split)
+            split_data = load_split(source, product, split, progress)
             data[product][split] = split_data
             objects = sum(len(r.objects) for r in split_data.images)
             progress(f"read {product}/{split}: {len(split_data.images)} images, {objects} objects")
@@ -141,7 +142,8 @@ def prepare(
             (tmp / "labels" / split).mkdir(parents=True)
             taken: set[str] = set()
             for product in chosen:
-                for record in data[product][split].images:
+                records = data[product][split].images
+                for record in bar(records, total=len(records), desc=f"write {product}/{split}", say=progress):
                     name = _output_name(record, taken, warnings)
                     link_or_copy(record.path, tmp / "images" / split / name)
                     ids = [class_map.id_of(product, obj.category_key) for obj in record.objects]

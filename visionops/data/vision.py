@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -19,6 +20,7 @@ from pycocotools.coco import COCO
 
 from visionops.data.boxes import YoloBox, clamp_xywh, source_box, to_yolo
 from visionops.data.errors import DataError
+from visionops.progress import bar
 
 ANNOTATIONS_FILE = "_annotations.coco.json"
 LABELED_SPLITS = ("train", "val")
@@ -208,8 +210,13 @@ def image_path(split_dir: Path, file_name: str) -> Path:
     return path
 
 
-def load_split(root: str | Path, product: str, split: str) -> SplitData:
-    """Read one labeled split of one product: categories, images with real sizes, boxes, warnings."""
+def load_split(
+    root: str | Path, product: str, split: str, progress: Callable[[str], None] | None = None
+) -> SplitData:
+    """Read one labeled split of one product: categories, images with real sizes, boxes, warnings.
+
+    A bar per image on a terminal; ``progress`` gets the occasional plain line otherwise.
+    """
     json_path = annotations_path(Path(root), product, split)
     coco = load_coco(json_path)
     split_dir = json_path.parent
@@ -222,7 +229,8 @@ def load_split(root: str | Path, product: str, split: str) -> SplitData:
     images: list[ImageRecord] = []
     seen: set[str] = set()
     annotated: set[int] = set()
-    for info in sorted(coco.dataset["images"], key=lambda i: (str(i.get("file_name")), str(i.get("id")))):
+    listed = sorted(coco.dataset["images"], key=lambda i: (str(i.get("file_name")), str(i.get("id"))))
+    for info in bar(listed, total=len(listed), desc=f"read {product}/{split}", say=progress):
         file_name = info.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             raise DataError(f"annotation file {json_path} has an image without file_name: {info!r}")
