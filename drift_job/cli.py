@@ -7,12 +7,13 @@ also compares what that model sees: its backbone embedding and its predictions
 (:mod:`drift_job.model_features`); without it, only the image statistics (the model features cost a
 forward pass per image).
 
-Exit 0 when the check produced a verdict (``drift``, ``no_drift`` or ``skipped``); 1 with a one-line
-reason on stderr (and ``status: failed`` plus ``error`` in the result file) when it could not run,
-among others when the reference or the current batch holds no readable image (images that cannot be
-decoded or are over ``--max-image-pixels`` are skipped); 2 for bad flags (``main`` returns the code;
-it never raises ``SystemExit``). The work happens in a temporary folder: ``--output-dir`` is created
-and filled only when the check succeeds.
+Exit codes and the result file follow :mod:`visionops.job_runner` (a
+:class:`visionops.contract.DriftResult`): 0 when the check produced a verdict (``drift``, ``no_drift`` or
+``skipped``; the result JSON is also printed on stdout); 1 with one ``drift: error: <reason>`` line on
+stderr (and ``status: failed`` plus ``error`` in the result file) when it could not run, among others when
+the reference or the current batch holds no readable image (images that cannot be decoded or are over
+``--max-image-pixels`` are skipped); 2 for bad flags; 143 on SIGTERM. The work happens in a temporary
+folder: ``--output-dir`` is created and filled only when the check succeeds.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from drift_job.detect import IMAGE_GROUP, PREDICTIONS_GROUP, detect_drift
 from drift_job.features import FEATURES, IMAGE_EXTENSIONS, collect_images, feature_table
 from drift_job.model_features import EMBEDDING, PREDICTION_FEATURES, ImageModel, ModelFeatures, ModelSettings
 from visionops import config
-from visionops.results import write_result
+from visionops.contract import REPORT_FILE, TRACKING_URI_ENV, WEIGHTS_FILE, DriftResult
+from visionops.job_runner import Attempt, FlagError, JobCli, add_identity_flags
 
 log = logging.getLogger("drift_job")
-REPORT_NAME = "drift_report.html"
 
 
 def _share(text: str) -> float:
@@ -69,7 +70,6 @@ def _products(text: str) -> list[str]:
 
 def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
     """Flags; defaults come from ``configs/drift.yaml`` and the environment."""
-    env = os.environ.get
     p = argparse.ArgumentParser(
         prog="visionops drift",
         description="Compare image features of a current batch, and optionally what a model sees in it, with a "
@@ -90,7 +90,7 @@ def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--current", type=Path, required=True, help="folder of the current batch (searched recursively)")
     p.add_argument("--model-uri", default="",
                    help="also compare what this model sees (backbone embedding, confidence, class mix): "
-                        "models:/<name>@<alias>, models:/<name>/<version> or a local best.pt "
+                        f"models:/<name>@<alias>, models:/<name>/<version> or a local {WEIGHTS_FILE} "
                         "(default: none, image statistics only)")
     p.add_argument("--model-imgsz", type=_non_negative_int, default=int(model.get("imgsz", 0)),
                    help="inference size for the model features (0 = the model's training size; default %(default)s)")
@@ -110,17 +110,13 @@ def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=_non_negative_int, default=0,
                    help="shrink images whose longer side exceeds this before computing features "
                         "(bounds memory; changes sharpness; 0 = off, default %(default)s)")
-    p.add_argument("--tracking-uri", default=env("MLFLOW_TRACKING_URI", ""),
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI; empty: no MLflow logging)")
+    p.add_argument("--tracking-uri", default=os.environ.get(TRACKING_URI_ENV, ""),
+                   help=f"MLflow tracking URI (default ${TRACKING_URI_ENV}; empty: no MLflow logging)")
     p.add_argument("--experiment", default=defaults["experiment"], help="MLflow experiment (default %(default)s)")
-    p.add_argument("--namespace", default=env("VISIONOPS_NAMESPACE", ""),
-                   help="DriftCheck namespace ($VISIONOPS_NAMESPACE)")
-    p.add_argument("--name", default=env("VISIONOPS_NAME", ""), help="DriftCheck name ($VISIONOPS_NAME)")
-    p.add_argument("--uid", default=env("VISIONOPS_UID", ""), help="DriftCheck uid ($VISIONOPS_UID)")
+    add_identity_flags(p, "DriftCheck")
     p.add_argument("--output-dir", type=Path, default=None,
                    help="keep the HTML report and feature tables here, written only when the check succeeds "
                         "(default: a temporary folder, removed after logging to MLflow)")
-    p.add_argument("--result-file", default=None, help="write the JSON result here (the Job uses /dev/termination-log)")
     return p
 
 
@@ -196,7 +192,7 @@ def resolve_sources(args: argparse.Namespace, scratch: Path) -> Sources:
         sources.model = version.describe()
     elif args.model_uri:
         local = Path(args.model_uri)
-        sources.weights = local / mv.WEIGHTS_FILE if local.is_dir() else local
+        sources.weights = local / WEIGHTS_FILE if local.is_dir() else local
         if not sources.weights.is_file():
             raise FileNotFoundError(f"model weights {sources.weights} do not exist or are not a file")
         sources.model = {"uri": str(sources.weights)}
@@ -262,7 +258,7 @@ def run_check(args: argparse.Namespace, workdir: Path,
     files = {"reference": workdir / "reference_features.csv", "current": workdir / "current_features.csv", **files}
     reference.to_csv(files["reference"], index=False)
     current.to_csv(files["current"], index=False)
-    report = workdir / REPORT_NAME
+    report = workdir / REPORT_FILE
     started = time.monotonic()
     result = detect_drift(
         reference, current, drift_share=args.drift_share, min_reference=args.min_reference,
@@ -304,21 +300,13 @@ def _params(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one drift check; see the module docstring for the exit codes."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        defaults = config.load("drift")
-    except (OSError, ValueError) as exc:
-        print(f"drift: error: {exc}", file=sys.stderr)
-        return 2
-    parser = build_parser(defaults)
-    try:
-        args = parser.parse_args(argv)
-        if args.products and args.reference_from_model:
-            parser.error("--products cannot be combined with --reference-from-model (the version's products are used)")
-    except SystemExit as exc:  # --help (0) or a bad flag (2, argparse printed why)
-        return exc.code if isinstance(exc.code, int) else 2
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.products and args.reference_from_model:
+        raise FlagError("--products cannot be combined with --reference-from-model (the version's products are used)")
+
+
+def drift_check(args: argparse.Namespace, attempt: Attempt) -> dict[str, Any]:
+    """Run one drift check: its result, the report and tables logged to MLflow and/or kept in ``--output-dir``."""
     workdir: Path | None = None
     scratch = Path(tempfile.mkdtemp(prefix="visionops-drift-model-"))  # downloaded weights; never published
     try:
@@ -337,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tracking_uri, args.experiment, tags, _params(args, result), result, report, tables
             )
             result.update(run_id=run_id, report_uri=report_uri)
+            attempt.run_id = run_id
         if args.output_dir is not None:
             _publish(workdir, args.output_dir)
             report = args.output_dir / report.name if report else None
@@ -344,20 +333,23 @@ def main(argv: list[str] | None = None) -> int:
             result["report_uri"] = str(report) if report else None
         if args.tracking_uri or args.output_dir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    except Exception as exc:  # one line, not a traceback: this is the Job's contract
-        known = isinstance(exc, OSError | ValueError | RuntimeError)
-        reason = " ".join((str(exc) if known else f"{type(exc).__name__}: {exc}").split())
-        print(f"drift: error: {reason}", file=sys.stderr)
-        write_result(args.result_file, {"status": "failed", "error": reason})
+    except BaseException:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-        return 1
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    text = write_result(args.result_file, result)
-    print(text)
     log.info("drift check: %s", result["status"] + (f" ({result['reason']})" if result.get("reason") else ""))
-    return 0
+    return result
+
+
+JOB = JobCli(lambda: build_parser(config.load("drift")), drift_check, DriftResult, prefix="drift: ", check=_check_flags)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one drift check; see the module docstring for the exit codes."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return JOB.main(argv)
 
 
 if __name__ == "__main__":

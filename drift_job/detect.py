@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from drift_job.features import FEATURES
+from visionops.contract import DriftStatus
 
 IMAGE_GROUP = "image"
 PREDICTIONS_GROUP = "predictions"
@@ -139,7 +140,7 @@ def summarise(snapshot_dict: dict[str, Any], drift_share: float, groups: Mapping
     share = max(shares.values())
     detected = share >= drift_share
     return {
-        "status": "drift" if detected else "no_drift",
+        "status": DriftStatus.DRIFT if detected else DriftStatus.NO_DRIFT,
         "drift_detected": detected,
         "drift_share": share,
         "group_shares": shares,
@@ -173,7 +174,7 @@ def detect_drift(
     counts = {"reference_count": len(reference), "current_count": len(current)}
     reason = skipped_reason(len(reference), len(current), min_reference, min_current)
     if reason:
-        return {"status": "skipped", "reason": reason, "drift_detected": False, **counts}
+        return {"status": DriftStatus.SKIPPED, "reason": reason, "drift_detected": False, **counts}
     groups = dict(groups or {IMAGE_GROUP: FEATURES})
     snapshot = run_report(reference, current, drift_share, groups, embeddings)
     if report_path is not None:

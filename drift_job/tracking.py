@@ -13,10 +13,18 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-KIND_TAG = "visionops.io/kind"
-IDENTITY_TAGS = ("namespace", "name", "uid")
-REPORT_ARTIFACT_DIR = "report"
-FEATURES_ARTIFACT_DIR = "features"
+from visionops.contract import (
+    DRIFT_KIND,
+    DRIFT_REASON_TAG,
+    DRIFT_SCORE_METRIC_PREFIX,
+    DRIFT_STATUS_TAG,
+    FEATURES_ARTIFACT_DIR,
+    IDENTITY_TAGS,
+    KIND_TAG,
+    NAME_TAG,
+    REPORT_ARTIFACT_DIR,
+    RESULT_ARTIFACT,
+)
 
 
 class TrackingError(RuntimeError):
@@ -42,12 +50,9 @@ def check_reachable(uri: str, timeout: float = 5.0, attempts: int = 3) -> None:
 
 
 def identity_tags(namespace: str | None, name: str | None, uid: str | None) -> dict[str, str]:
-    """``visionops.io/kind=drift`` plus the DriftCheck identity tags that are set."""
-    tags = {KIND_TAG: "drift"}
-    for key, value in zip(IDENTITY_TAGS, (namespace, name, uid), strict=True):
-        if value:
-            tags[f"visionops.io/{key}"] = value
-    return tags
+    """The kind tag (drift) plus the DriftCheck identity tags that are set."""
+    identity = {"namespace": namespace, "name": name, "uid": uid}
+    return {KIND_TAG: DRIFT_KIND, **{IDENTITY_TAGS[key]: value for key, value in identity.items() if value}}
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -76,7 +81,7 @@ def metrics_of(result: dict[str, Any]) -> dict[str, float]:
         metrics["drifted_count"] = float(len(result.get("drifted_features", [])))
     for feature, score in (result.get("feature_scores") or {}).items():
         if score.get("score") is not None:
-            metrics[f"drift_score/{feature}"] = float(score["score"])
+            metrics[DRIFT_SCORE_METRIC_PREFIX + feature] = float(score["score"])
     return metrics
 
 
@@ -93,9 +98,9 @@ def log_check(
     client = MlflowClient(tracking_uri=uri)
     try:
         exp_id = experiment_id(client, experiment)
-        run_tags = {**tags, "visionops.io/drift-status": str(result["status"])}
-        if tags.get("visionops.io/name"):
-            run_tags["mlflow.runName"] = f"drift-{tags['visionops.io/name']}"
+        run_tags = {**tags, DRIFT_STATUS_TAG: str(result["status"])}
+        if tags.get(NAME_TAG):
+            run_tags["mlflow.runName"] = f"drift-{tags[NAME_TAG]}"
         run = client.create_run(exp_id, tags=run_tags)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {uri} refused to create the drift run: {exc.message}") from exc
@@ -106,7 +111,7 @@ def log_check(
             run_id,
             metrics=[Metric(k, v, now, 0) for k, v in metrics_of(result).items()],
             params=[Param(k, str(v)[:6000]) for k, v in params.items() if v is not None],
-            tags=[RunTag("visionops.io/drift-reason", result["reason"])] if result.get("reason") else [],
+            tags=[RunTag(DRIFT_REASON_TAG, result["reason"])] if result.get("reason") else [],
         )
         report_uri = None
         if report is not None:
@@ -114,7 +119,7 @@ def log_check(
             report_uri = f"{run.info.artifact_uri}/{REPORT_ARTIFACT_DIR}/{report.name}"
         for path in tables.values():
             client.log_artifact(run_id, str(path), FEATURES_ARTIFACT_DIR)
-        client.log_dict(run_id, result, "result.json")
+        client.log_dict(run_id, result, RESULT_ARTIFACT)
         client.set_terminated(run_id, "FINISHED")
     except Exception as exc:
         with contextlib.suppress(MlflowException):

@@ -13,12 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionops.contract import CLASS_MAP_FILE, DATA_CARD_FILE, TRACKING_URI_ENV
+from visionops.contract import ONNX_FILE as MODEL_FILE
 from visionops.model_versions import ModelRef as RegistryRef
 from visionops.model_versions import parse_models_uri  # noqa: F401  (re-exported)
 
-MODEL_FILE = "best.onnx"
-CLASS_MAP_FILE = "class_map.json"
-DATA_CARD_FILE = "data_card.json"
 REQUIRED_FILES = (MODEL_FILE, CLASS_MAP_FILE)
 OPTIONAL_FILES = (DATA_CARD_FILE,)
 UNKNOWN = "unknown"
@@ -83,7 +82,7 @@ def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | 
     from mlflow.exceptions import MlflowException
 
     if not tracking_uri:
-        raise ModelArtifactError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or MLFLOW_TRACKING_URI)")
+        raise ModelArtifactError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or {TRACKING_URI_ENV})")
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         if ref.version:

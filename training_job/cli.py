@@ -1,44 +1,36 @@
 """``visionops train`` / ``python -m training_job``: flags (env fallbacks, configs/training.yaml defaults).
 
-Contract with the operator: exit code 0 and a result JSON (``--result-file``) on success; on
-failure a non-zero exit, one ``error: <reason>`` line on stderr, ``{"error": reason}`` in the
-result file and the MLflow run (if started) marked FAILED. Progress lines go to stderr.
+Contract with the operator (:mod:`visionops.job_runner`, :class:`visionops.contract.TrainingResult`): exit
+code 0 and the result JSON (``--result-file``, also on stdout) on success; on failure a non-zero exit, one
+``error: <reason>`` line on stderr, ``{"error": reason}`` (and the ``run_id``, once the run started) in the
+result file and the MLflow run marked FAILED. Progress lines go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
 from visionops import config
-from visionops.results import write_result
-
-ENV = {
-    "dataset": "VISIONOPS_DATASET",
-    "products": "VISIONOPS_PRODUCTS",
-    "workdir": "VISIONOPS_WORKDIR",
-    "tracking_uri": "MLFLOW_TRACKING_URI",
-    "experiment": "VISIONOPS_EXPERIMENT",
-    "namespace": "VISIONOPS_NAMESPACE",
-    "name": "VISIONOPS_NAME",
-    "uid": "VISIONOPS_UID",
-    "result_file": "VISIONOPS_RESULT_FILE",
-    "init_from": "VISIONOPS_INIT_FROM",
-}
+from visionops.contract import (
+    DATASET_ENV,
+    EXPERIMENT_ENV,
+    INIT_FROM_ENV,
+    PRODUCTS_ENV,
+    TRACKING_URI_ENV,
+    WEIGHTS_FILE,
+    WORKDIR_ENV,
+    TrainingResult,
+)
+from visionops.job_runner import Attempt, JobCli, add_identity_flags, one_line
 
 
-class Terminated(Exception):
-    """SIGTERM arrived (the Pod is being deleted): fail the run cleanly."""
-
-
-def _env(key: str, default: Any = None) -> Any:
-    return os.environ.get(ENV[key]) or default
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name) or default
 
 
 def products_list(text: str | None) -> list[str] | None:
@@ -55,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="visionops train",
         description="Prepare a VISION dataset, train YOLOv8n offline (from scratch or --init-from), log to MLflow.",
     )
-    p.add_argument("--dataset", default=_env("dataset"), help=f"VISION root (<Product>/train/...) (${ENV['dataset']})")
-    p.add_argument("--products", default=_env("products"),
-                   help=f"comma-separated products, default all (${ENV['products']})")
-    p.add_argument("--workdir", default=_env("workdir", str(Path(tempfile.gettempdir()) / "visionops-train")),
-                   help=f"scratch folder for data, runs and the model (${ENV['workdir']}, default %(default)s)")
+    p.add_argument("--dataset", default=_env(DATASET_ENV), help=f"VISION root (<Product>/train/...) (${DATASET_ENV})")
+    p.add_argument("--products", default=_env(PRODUCTS_ENV),
+                   help=f"comma-separated products, default all (${PRODUCTS_ENV})")
+    p.add_argument("--workdir", default=_env(WORKDIR_ENV, str(Path(tempfile.gettempdir()) / "visionops-train")),
+                   help=f"scratch folder for data, runs and the model (${WORKDIR_ENV}, default %(default)s)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
     p.add_argument("--batch", type=int, default=d["batch"], help="default %(default)s")
     p.add_argument("--imgsz", type=int, default=d["imgsz"], help="default %(default)s")
@@ -68,17 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d["seed"], help="default %(default)s")
     p.add_argument("--device", default=str(d["device"]), help="cpu, 0, ... (default %(default)s)")
     p.add_argument("--model", default=d["model"], help="architecture yaml (default %(default)s)")
-    p.add_argument("--init-from", default=_env("init_from"),
+    p.add_argument("--init-from", default=_env(INIT_FROM_ENV),
                    help="start from these weights instead of scratch: models:/<name>/<N>, models:/<name>@<alias> or "
-                        f"a best.pt file (${ENV['init_from']})")
-    p.add_argument("--tracking-uri", default=_env("tracking_uri"), help=f"MLflow tracking URI (${ENV['tracking_uri']})")
-    p.add_argument("--experiment", default=_env("experiment", d["experiment"]),
-                   help=f"MLflow experiment (${ENV['experiment']}, default %(default)s)")
-    p.add_argument("--namespace", default=_env("namespace"), help=f"TrainingRun namespace tag (${ENV['namespace']})")
-    p.add_argument("--name", default=_env("name"), help=f"TrainingRun name tag (${ENV['name']})")
-    p.add_argument("--uid", default=_env("uid"), help=f"TrainingRun uid tag (${ENV['uid']})")
-    p.add_argument("--result-file", default=_env("result_file"),
-                   help=f"write the result JSON here, e.g. /dev/termination-log (${ENV['result_file']})")
+                        f"a {WEIGHTS_FILE} file (${INIT_FROM_ENV})")
+    p.add_argument("--tracking-uri", default=_env(TRACKING_URI_ENV), help=f"MLflow tracking URI (${TRACKING_URI_ENV})")
+    p.add_argument("--experiment", default=_env(EXPERIMENT_ENV, d["experiment"]),
+                   help=f"MLflow experiment (${EXPERIMENT_ENV}, default %(default)s)")
+    add_identity_flags(p, "TrainingRun")
     p.set_defaults(workers=int(d.get("workers", 0)))
     return p
 
@@ -87,9 +75,9 @@ def options_from(args: argparse.Namespace) -> Any:
     from training_job.job import JobError, TrainOptions
 
     if not args.dataset:
-        raise JobError(f"no dataset: pass --dataset DIR or set {ENV['dataset']}")
+        raise JobError(f"no dataset: pass --dataset DIR or set {DATASET_ENV}")
     if not args.tracking_uri:
-        raise JobError(f"no MLflow tracking URI: pass --tracking-uri or set {ENV['tracking_uri']}")
+        raise JobError(f"no MLflow tracking URI: pass --tracking-uri or set {TRACKING_URI_ENV}")
     identity = {k: getattr(args, k) for k in ("namespace", "name", "uid") if getattr(args, k)}
     return TrainOptions(
         dataset=Path(args.dataset).absolute(), workdir=Path(args.workdir).absolute(),
@@ -104,39 +92,30 @@ def say(message: str) -> None:
     print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
-def _on_sigterm(signum: int, _frame: Any) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
 def error_reason(error: BaseException) -> str:
     """One line for the user: our own errors as they are, others prefixed with their type."""
     from training_job.job import JobError
 
-    text = str(error).strip() or type(error).__name__
-    if not isinstance(error, JobError | ValueError | Terminated | FileNotFoundError):
-        text = f"{type(error).__name__}: {text}"
-    return " ".join(text.split())[:1000]
+    return one_line(error, (JobError, ValueError, FileNotFoundError))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def train(args: argparse.Namespace, attempt: Attempt) -> dict[str, Any]:
+    """The job; on a failure the MLflow run (if started) is marked FAILED and named in ``attempt``."""
     from training_job.job import JobState, mark_failed, run_job, summary_line
 
     state = JobState()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         result = run_job(options_from(args), state, say)
-    except (Exception, Terminated, KeyboardInterrupt) as error:
+    except BaseException:
         mark_failed(state)
-        reason = error_reason(error)
-        if os.environ.get("VISIONOPS_DEBUG"):
-            traceback.print_exc()
-        payload = {"error": reason, **({"run_id": state.run_id} if state.run_id else {})}
-        write_result(args.result_file, payload)
-        print(f"error: {reason}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    write_result(args.result_file, result)
+        attempt.run_id = state.run_id
+        raise
     say(f"done in {result['duration_s']:.1f} s: {summary_line(result)}")
-    return 0
+    return result
+
+
+JOB = JobCli(build_parser, train, TrainingResult, reason=error_reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return JOB.main(argv)

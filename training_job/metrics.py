@@ -6,14 +6,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from visionops.contract import MAP50, MAP50_95, PRECISION, RECALL, SUMMARY_METRICS
+
 # ultralytics key -> the name logged to MLflow and read by the registry, operator and UI.
 RENAMES = {
-    "metrics/mAP50(B)": "map50",
-    "metrics/mAP50-95(B)": "map50_95",
-    "metrics/precision(B)": "precision",
-    "metrics/recall(B)": "recall",
+    "metrics/mAP50(B)": MAP50,
+    "metrics/mAP50-95(B)": MAP50_95,
+    "metrics/precision(B)": PRECISION,
+    "metrics/recall(B)": RECALL,
 }
-SUMMARY_KEYS = ("map50", "map50_95", "precision", "recall")
+SUMMARY_KEYS = SUMMARY_METRICS
 
 
 def _finite(value: Any) -> float | None:

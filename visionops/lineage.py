@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-DIGEST_TAG = "visionops.io/dataset-digest"
-SOURCE_TAG = "visionops.io/dataset-source"
-DATASET_ARTIFACT_DIR = "dataset"
+from visionops.contract import CLASS_MAP_FILE, DIGEST_TAG, SOURCE_TAG
+from visionops.contract import DATASET_ARTIFACT_DIR as DATASET_ARTIFACT_DIR  # re-exported (console, training job)
+
 DIGEST_PREFIX = "sha256:"
 _CHUNK = 1 << 20
 
@@ -35,7 +35,7 @@ def dataset_digest(root: str | Path, splits: tuple[str, ...] = ("train", "val"))
     matching ``labels/<split>/<stem>.txt``; an image without a label file counts as having no boxes)."""
     root = Path(root)
     total = hashlib.sha256()
-    class_map = json.loads((root / "class_map.json").read_text())
+    class_map = json.loads((root / CLASS_MAP_FILE).read_text())
     total.update(b"class_map " + json.dumps(class_map, sort_keys=True).encode() + b"\n")
     for split in splits:
         images = root / "images" / split

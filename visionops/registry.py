@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionops import config
-from visionops.lineage import DIGEST_TAG, SOURCE_TAG
+from visionops import config, contract
+from visionops.contract import (  # names of a version's layout and tags (also read from here by others)
+    AP50_METRIC_PREFIX,
+    DIGEST_TAG,
+    MODEL_ARTIFACT_PATH,
+    PER_CLASS_ARTIFACT,
+    PROMOTION_REASON_TAG,
+    PROMOTION_TAG,
+    SOURCE_TAG,
+)
 from visionops.promotion import PromotionDecision, decide
 
 if TYPE_CHECKING:
@@ -29,15 +37,10 @@ if TYPE_CHECKING:
 
     Client = MlflowClient | MlflowRestClient  # the same methods; the REST one imports no MLflow
 
-MODEL_ARTIFACT_PATH = "model"
-PER_CLASS_ARTIFACT = "per_class_ap50.json"
 # What a version must hold: the weights (retraining, analysis), the ONNX model and the class names (serving).
-REQUIRED_MODEL_FILES = ("best.pt", "best.onnx", "class_map.json")
-AP50_METRIC_PREFIX = "ap50/"
-PROMOTION_TAG = "visionops.io/promotion"
-PROMOTION_REASON_TAG = "visionops.io/promotion-reason"
+REQUIRED_MODEL_FILES = contract.MODEL_FILES
 # Run tags copied onto the model version, so a version names the TrainingRun that produced it.
-IDENTITY_TAGS = ("visionops.io/namespace", "visionops.io/name", "visionops.io/uid")
+IDENTITY_TAGS = tuple(contract.IDENTITY_TAGS.values())
 # Run tags a registered version copies: who trained it and from which dataset version (visionops.lineage).
 VERSION_TAGS_FROM_RUN = (*IDENTITY_TAGS, DIGEST_TAG, SOURCE_TAG)
 _RESERVED_ALIAS = re.compile(r"^[vV]\d+$")

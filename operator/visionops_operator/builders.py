@@ -10,6 +10,16 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from visionops.contract import (
+    KIND_ENV,
+    MODEL_URI_ENV,
+    NAME_ENV,
+    NAMESPACE_ENV,
+    TERMINATION_LOG,
+    TRACKING_URI_ENV,
+    UID_ENV,
+)
+
 from . import GROUP, VERSION
 from .settings import OperatorSettings
 
@@ -19,13 +29,11 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_PROMOTE = f"{GROUP}/promote"
 ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
 ANNOTATION_GENERATION = f"{GROUP}/generation"  # on a check Job: the DriftCheck generation it checks
-MODEL_URI_ENV = "VISIONOPS_MODEL_URI"
 PREDICTOR_CONTAINER = "kserve-container"
 
 DATA_MOUNT = "/data"
 CURRENT_MOUNT = "/current"
 WORK_MOUNT = "/work"
-TERMINATION_LOG = "/dev/termination-log"
 MAX_NAME = 63
 
 # spec.hyperparameters field -> training job flag
@@ -80,16 +88,16 @@ def _resources(spec_resources: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _identity_env(kind: str, name: str, namespace: str, uid: str, settings: OperatorSettings) -> list[dict]:
     env = [
-        {"name": "VISIONOPS_NAMESPACE", "value": namespace},
-        {"name": "VISIONOPS_NAME", "value": name},
-        {"name": "VISIONOPS_UID", "value": uid},
-        {"name": "VISIONOPS_KIND", "value": kind},
+        {"name": NAMESPACE_ENV, "value": namespace},
+        {"name": NAME_ENV, "value": name},
+        {"name": UID_ENV, "value": uid},
+        {"name": KIND_ENV, "value": kind},
         {"name": "HOME", "value": WORK_MOUNT},
         {"name": "MPLCONFIGDIR", "value": f"{WORK_MOUNT}/.matplotlib"},
         {"name": "YOLO_CONFIG_DIR", "value": f"{WORK_MOUNT}/.yolo"},
     ]
     if settings.mlflow_uri:
-        env.append({"name": "MLFLOW_TRACKING_URI", "value": settings.mlflow_uri})
+        env.append({"name": TRACKING_URI_ENV, "value": settings.mlflow_uri})
     return env
 
 

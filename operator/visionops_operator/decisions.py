@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from visionops.contract import SUMMARY_METRICS, DriftStatus
+
 from . import conditions as c
 from .builders import ANNOTATION_PROMOTE
 from .jobs import ACTIVE, FAILED, JobOutcome
 
 HISTORY_LIMIT = 10
-METRIC_KEYS = ("map50", "map50_95", "precision", "recall")
+METRIC_KEYS = SUMMARY_METRICS
 
 # Steps of a TrainingRun after its Job succeeded (next_training_step's answers).
 FIND_RESULT, REGISTER, GATE, AWAIT_MANUAL, PROMOTE_MANUALLY = (
@@ -275,16 +277,16 @@ def check_job_finished(st: Status, job_name: str, generation: int | None, outcom
     entry: dict[str, Any] = {"jobName": job_name, "time": st.stamp()}
     drift = False
     if outcome.state == FAILED:
-        entry["result"] = "failed"
-        st.set(phase=c.FAILED, result="failed", message=failure, lastCheckTime=entry["time"])
+        entry["result"] = DriftStatus.FAILED.value
+        st.set(phase=c.FAILED, result=DriftStatus.FAILED.value, message=failure, lastCheckTime=entry["time"])
         st.condition(c.CHECKED, False, c.CHECK_FAILED, failure, gen)
         st.condition(c.READY, False, c.CHECK_FAILED, failure, gen)
         st.event(c.CHECK_FAILED, failure, warning=True)
     else:
         result = result or {}
         drift = bool(result.get("drift_detected"))
-        skipped = result.get("status") == "skipped"
-        outcome_name = result.get("status") or ("drift" if drift else "no_drift")
+        skipped = result.get("status") == DriftStatus.SKIPPED
+        outcome_name = str(result.get("status") or (DriftStatus.DRIFT if drift else DriftStatus.NO_DRIFT))
         share = float(result.get("drift_share") or 0.0)
         features = list(result.get("drifted_features") or [])
         st.set(phase=c.SCHEDULED if scheduled else c.COMPLETED, result=outcome_name, driftDetected=drift,

@@ -13,11 +13,12 @@ from typing import Any
 import kopf
 
 from visionops import config
+from visionops.contract import DriftResult
 
 from . import GROUP, VERSION, builders, kube, metrics, status, tracking
 from . import conditions as c
 from . import decisions as d
-from .jobs import ACTIVE, SUCCEEDED, JobOutcome, failure_reason, job_outcome, latest_pod, owner_uid, pod_result
+from .jobs import ACTIVE, SUCCEEDED, JobOutcome, failure_reason, job_outcome, latest_pod, owner_uid, pod_document
 
 PLURAL = "driftchecks"
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -65,10 +66,13 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
     if check is None or job_name in d.history_names(check.get("status") or {}):
         return
     pod = latest_pod(kube.job_pods(namespace, job_name))
-    result, failure = pod_result(pod), failure_reason(outcome, pod)
+    document, failure = pod_document(pod, DriftResult), failure_reason(outcome, pod, DriftResult)
+    result = document.to_dict() if document else None
+    if outcome.state == SUCCEEDED and document is None:
+        logger.warning(f"check Job {job_name} succeeded but left no readable result document")
     generation = int((meta.get("annotations") or {}).get(builders.ANNOTATION_GENERATION) or 0) or None
     scheduled = bool((check.get("spec") or {}).get("schedule"))
-    retrain = _retrain(check, job_name, outcome, result, memo.settings.mlflow_uri, logger)
+    retrain = _retrain(check, job_name, outcome, document, memo.settings.mlflow_uri, logger)
 
     def decide(_: Mapping[str, Any], st: d.Status) -> None:
         drift = d.check_job_finished(st, job_name, generation, outcome, result, failure, scheduled)
@@ -99,11 +103,11 @@ def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: ko
     return f"models:/{name}/{version}"
 
 
-def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, result: Mapping[str, Any] | None,
+def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, result: DriftResult | None,
              mlflow_uri: str, logger: kopf.Logger) -> tuple[str, bool] | None:
     """Create the retraining TrainingRun when this check found drift and retraining is allowed now:
     ``(run name, created)``, or ``None``."""
-    if outcome.state != SUCCEEDED or not (result or {}).get("drift_detected"):
+    if outcome.state != SUCCEEDED or result is None or not result.drift_detected:
         return None
     spec, meta = check.get("spec") or {}, check["metadata"]
     on_drift = spec.get("onDrift") or {}
@@ -118,5 +122,5 @@ def _retrain(check: Mapping[str, Any], job_name: str, outcome: JobOutcome, resul
         return None
     init_from = _production_weights(on_drift, mlflow_uri, logger)
     run, created = kube.create_training_run(meta["namespace"], builders.retraining_run(
-        check, job_name, float((result or {}).get("drift_share") or 0.0), init_from))
+        check, job_name, result.drift_share or 0.0, init_from))
     return run["metadata"]["name"], created

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from visionops.results import read_result
+from visionops.contract import ContractError, DriftResult, TrainingResult
 
+log = logging.getLogger(__name__)
+Result = TypeVar("Result", TrainingResult, DriftResult)
 ACTIVE, SUCCEEDED, FAILED = "active", "succeeded", "failed"
 
 
@@ -64,16 +67,31 @@ def terminated_state(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return {}
 
 
-def pod_result(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The JSON result a job container wrote to its termination message, if any."""
-    return read_result(terminated_state(pod).get("message"))
+def pod_document(pod: Mapping[str, Any] | None, kind: type[Result]) -> Result | None:
+    """The result document (of ``kind``) the Job's container left as its termination message; ``None`` when it
+    left none, or something else (a log tail: ``FallbackToLogsOnError``; a document that breaks the contract)."""
+    message = (terminated_state(pod).get("message") or "").strip()
+    if not message.startswith("{"):
+        return None
+    try:
+        return kind.parse(message)
+    except ContractError as error:
+        log.warning("ignoring the result of pod %s: %s", ((pod or {}).get("metadata") or {}).get("name"), error)
+        return None
 
 
-def failure_reason(outcome: JobOutcome, pod: Mapping[str, Any] | None) -> str:
+def pod_result(pod: Mapping[str, Any] | None, kind: type[Result] = TrainingResult) -> dict[str, Any] | None:
+    """:func:`pod_document`'s checked fields, as the decisions read them (``kind``: the training Job's by default)."""
+    document = pod_document(pod, kind)
+    return document.to_dict() if document else None
+
+
+def failure_reason(outcome: JobOutcome, pod: Mapping[str, Any] | None,
+                   kind: type[Result] = TrainingResult) -> str:
     """One human line: the job's own error when it wrote one, else the container's and the Job's reasons."""
-    result = pod_result(pod) or {}
-    if result.get("error"):
-        return str(result["error"])
+    document = pod_document(pod, kind)
+    if document is not None and document.error:
+        return document.error
     term = terminated_state(pod)
     parts = []
     if term.get("reason"):

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from visionops.contract import EPOCH_METRIC, SUMMARY_METRICS, UID_TAG, TrainingResult
 from visionops.mlflow_rest import MlflowRestClient
-
-from .decisions import METRIC_KEYS
-
-UID_TAG = "visionops.io/uid"
 
 
 def client(uri: str) -> MlflowRestClient:
@@ -35,7 +32,7 @@ def find_run_id(mlflow: MlflowRestClient, uid: str) -> str | None:
 def epoch_progress(mlflow: MlflowRestClient, run_id: str) -> tuple[int | None, int | None]:
     """(epochs completed, epochs planned) as the training job logs them while it runs."""
     run = mlflow.get_run(run_id)
-    epoch = run.data.metrics.get("epoch")
+    epoch = run.data.metrics.get(EPOCH_METRIC)
     planned = run.data.params.get("epochs")
     return (
         int(epoch) if epoch is not None else None,
@@ -44,11 +41,12 @@ def epoch_progress(mlflow: MlflowRestClient, run_id: str) -> tuple[int | None, i
 
 
 def result_from_run(mlflow: MlflowRestClient, run_id: str) -> dict[str, Any]:
-    """A training result rebuilt from MLflow when the pod's termination message is gone."""
+    """A training result rebuilt from MLflow when the pod's termination message is gone (its fields, as
+    :func:`.jobs.pod_result` gives them)."""
     run = mlflow.get_run(run_id)
     metrics = run.data.metrics
-    scores = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
-    return {"run_id": run_id, "status": run.info.status, "metrics": scores}
+    scores = {k: metrics[k] for k in SUMMARY_METRICS if k in metrics}
+    return TrainingResult(run_id=run_id, status=run.info.status, metrics=scores).to_dict()
 
 
 def production_version(mlflow: MlflowRestClient, name: str) -> str | None:
