@@ -102,8 +102,10 @@ def test_artifacts_follow_the_model_layout(trained, mlflow_uri, tmp_path):
     run_id = trained["result"]["run_id"]
     assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "per_class_ap50.json", "results.csv", "plots",
                                                               "analysis", "dataset"}
-    assert {a.path for a in client.list_artifacts(run_id, "model")} == {
-        "model/best.pt", "model/best.onnx", "model/class_map.json", "model/data_card.json"}
+    # the predictor's files, and the same folder is an MLflow pyfunc model (visionops.mlflow_model)
+    assert {a.path for a in client.list_artifacts(run_id, "model")} == {f"model/{n}" for n in (
+        "best.pt", "best.onnx", "class_map.json", "data_card.json", "MLmodel", "conda.yaml", "python_env.yaml",
+        "requirements.txt", "input_example.json", "serving_input_example.json")}
     local = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
     assert json.loads((local / "class_map.json").read_text())["names"] == [
         "casting/inclusoes", "casting/rechupe", "screw/defect"]
@@ -145,7 +147,12 @@ def test_trained_run_registers_and_passes_a_zero_threshold(trained, mlflow_uri, 
     from mlflow.artifacts import download_artifacts
 
     local = Path(download_artifacts(f"models:/{name}@production", tracking_uri=mlflow_uri))
-    assert {p.name for p in local.iterdir()} == {"best.pt", "best.onnx", "class_map.json", "data_card.json"}
+    # (MLflow's client adds its own registered_model_meta file to a downloaded MLflow model)
+    assert {p.name for p in local.iterdir()} >= {"best.pt", "best.onnx", "class_map.json", "data_card.json", "MLmodel"}
+    import mlflow.pyfunc
+
+    boxes = mlflow.pyfunc.load_model(f"runs:/{trained['result']['run_id']}/model")
+    assert boxes.metadata.signature is not None
 
 
 def test_the_audit_hook_catches_ultralytics_when_not_offline(tmp_path):

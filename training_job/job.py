@@ -17,13 +17,24 @@ from mlflow.tracking import MlflowClient
 
 from training_job.metrics import SUMMARY_KEYS, per_class_ap50
 from visionops import lineage, offline
-from visionops.registry import MODEL_ARTIFACT_PATH, PER_CLASS_ARTIFACT, class_metric_key
+from visionops.contract import (
+    CLASS_MAP_FILE,
+    DATA_CARD_FILE,
+    EPOCHS_COMPLETED_TAG,
+    IDENTITY_TAGS,
+    KIND_TAG,
+    MAP50,
+    MODEL_ARTIFACT_PATH,
+    ONNX_FILE,
+    PER_CLASS_ARTIFACT,
+    PLOTS_ARTIFACT_DIR,
+    TRAINING_KIND,
+    WEIGHTS_FILE,
+)
+from visionops.registry import class_metric_key
 
 Say = Callable[[str], None]
-KIND_TAG = "visionops.io/kind"
-PLOTS_ARTIFACT_DIR = "plots"  # ultralytics' training plots (docs/mlflow-layout.md)
 PLOT_SUFFIXES = (".png", ".jpg")
-IDENTITY_TAGS = {"namespace": "visionops.io/namespace", "name": "visionops.io/name", "uid": "visionops.io/uid"}
 
 
 class JobError(RuntimeError):
@@ -136,7 +147,7 @@ def connect(opts: TrainOptions, state: JobState, say: Say) -> str:
 def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, init: Any, say: Say) -> str:
     client = state.client
     assert client is not None
-    tags = {KIND_TAG: "training"}
+    tags = {KIND_TAG: TRAINING_KIND}
     tags.update({IDENTITY_TAGS[k]: v for k, v in opts.identity.items() if v})
     run_name = opts.identity.get("name") or f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = client.create_run(exp_id, tags=tags, run_name=run_name)
@@ -230,7 +241,7 @@ def log_dataset(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str
                               card=data.data_card)
     folder = opts.workdir / lineage.DATASET_ARTIFACT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(data.data_card_path, folder / "data_card.json")
+    shutil.copyfile(data.data_card_path, folder / DATA_CARD_FILE)
     try:
         sample_grid(data, folder / "samples.png", split="val", seed=opts.seed)
     except ValueError as error:  # DataError: no val image to show; the card is still logged
@@ -248,7 +259,7 @@ def log_analysis(opts: TrainOptions, data: Any, client: MlflowClient, run_id: st
     serving = config.load("serving")
     rows = analysis.class_rows(per_class)
     out = opts.workdir / analysis.ARTIFACT_DIR
-    report: dict[str, Any] = {"run_id": run_id, "map50": summary["map50"], "bands": analysis.band_counts(rows),
+    report: dict[str, Any] = {"run_id": run_id, MAP50: summary[MAP50], "bands": analysis.band_counts(rows),
                               "per_class": rows, "artifact_path": f"{analysis.ARTIFACT_DIR}/"}
     report["analysis"] = analysis.analyze_weights(
         weights=best, class_names=data.names, dataset=data.root, out=out, count=analysis.DEFAULT_HARDEST,
@@ -260,14 +271,18 @@ def log_analysis(opts: TrainOptions, data: Any, client: MlflowClient, run_id: st
 
 
 def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path) -> Path:
-    """Assemble the ``model/`` artifact folder (the layout the registry and predictor rely on)."""
+    """Assemble the ``model/`` artifact folder (the layout the registry and predictor rely on), which is also an
+    MLflow pyfunc model on ``best.onnx`` (``MLmodel`` and its files: :mod:`visionops.mlflow_model`)."""
+    from visionops import mlflow_model
+
     out = opts.workdir / MODEL_ARTIFACT_PATH
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    shutil.copyfile(best, out / "best.pt")
-    shutil.copyfile(onnx, out / "best.onnx")
-    shutil.copyfile(data.class_map_path, out / "class_map.json")
-    shutil.copyfile(data.data_card_path, out / "data_card.json")
+    shutil.copyfile(best, out / WEIGHTS_FILE)
+    shutil.copyfile(onnx, out / ONNX_FILE)
+    shutil.copyfile(data.class_map_path, out / CLASS_MAP_FILE)
+    shutil.copyfile(data.data_card_path, out / DATA_CARD_FILE)
+    mlflow_model.save(out)
     return out
 
 
@@ -292,7 +307,7 @@ def log_final(client: MlflowClient, run_id: str, step: int, summary: dict[str, f
     now = int(time.time() * 1000)
     finals = {**summary, **{class_metric_key(name): ap for name, ap in per_class.items()}}
     client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in finals.items()],
-                     tags=[RunTag("visionops.io/epochs-completed", str(completed))])
+                     tags=[RunTag(EPOCHS_COMPLETED_TAG, str(completed))])
     client.log_dict(run_id, per_class, PER_CLASS_ARTIFACT)
 
 
