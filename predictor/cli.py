@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 from predictor.artifacts import ModelArtifactError, ModelUnavailable
 from predictor.runtimes import RUNTIMES
 from predictor.settings import ServingSettings
+from visionops.contract import MODEL_URI_ENV
 
 if TYPE_CHECKING:
     from predictor.model import DefectDetector
 
 KSERVE_MOUNT = "/mnt/models"
-MODEL_URI_ENV = "VISIONOPS_MODEL_URI"  # set by the chart, patched by the operator
 THREADS_ENV = "VISIONOPS_INTRA_OP_THREADS"
 RUNTIME_ENV = "VISIONOPS_RUNTIME"
 POLL_ENV = "VISIONOPS_MODEL_POLL_SECONDS"

@@ -13,10 +13,9 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
 from training_job.metrics import epoch_metrics
+from visionops.contract import EPOCH_METRIC, MAP50, MAP50_95, PROGRESS_TAG
 from visionops.progress import meter
 
-EPOCH_METRIC = "epoch"  # completed epochs, logged at step = completed epochs
-PROGRESS_TAG = "visionops.io/progress"  # "<completed>/<planned>"
 EPOCH_BAR_FORMAT = "{desc} |{bar:20}| epoch {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
@@ -59,6 +58,7 @@ class EpochLogger:
     def on_train_end(self, trainer: Any) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         self._train_epoch = trainer.epoch
@@ -79,8 +79,8 @@ class EpochLogger:
         seconds = time.monotonic() - self._started
         self.epoch_seconds.append(seconds)
         self.completed = step
-        shown = " ".join(f"{k}={values[k]:.3f}" for k in ("map50", "map50_95", "train/box_loss") if k in values)
-        self._show(f"epoch {step}/{self.planned_epochs} {shown} ({seconds:.1f} s)", values.get("map50"))
+        shown = " ".join(f"{k}={values[k]:.3f}" for k in (MAP50, MAP50_95, "train/box_loss") if k in values)
+        self._show(f"epoch {step}/{self.planned_epochs} {shown} ({seconds:.1f} s)", values.get(MAP50))
 
     def _show(self, line: str, map50: float | None) -> None:
         """``line`` through ``say``; on a terminal above the epoch bar, which then advances."""

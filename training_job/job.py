@@ -173,12 +173,15 @@ def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init
            "class layers start fresh"))
     say(f"training {opts.model} {start}: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch}, "
         f"{len(data.names)} classes, device {opts.device}")
-    model.train(
-        data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
-        patience=opts.patience, seed=opts.seed, deterministic=True, device=opts.device, workers=opts.workers,
-        amp=False, plots=True, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
-        verbose=False,
-    )
+    try:
+        model.train(
+            data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
+            patience=opts.patience, seed=opts.seed, deterministic=True, device=opts.device, workers=opts.workers,
+            amp=False, plots=True, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
+            verbose=False,
+        )
+    finally:
+        logger.on_train_end(None)  # a terminal's epoch bar is closed before any error line
     trainer = model.trainer
     if not Path(trainer.best).is_file():
         raise JobError(f"training produced no {trainer.best}")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from visionops.contract import CLASS_MAP_FILE
+
 FULL, BACKBONE = "full", "backbone"
 
 
@@ -48,7 +50,7 @@ def resolve(source: str, tracking_uri: str, dst: Path) -> InitWeights:
                              "or models:/<name>@<alias>)")
     if path.suffix != ".pt":
         raise WarmStartError(f"init-from {source}: not a .pt weights file")
-    return InitWeights(source, path, _names_of(path, path.with_name("class_map.json")))
+    return InitWeights(source, path, _names_of(path, path.with_name(CLASS_MAP_FILE)))
 
 
 def _from_registry(source: str, tracking_uri: str, dst: Path) -> InitWeights:
@@ -61,7 +63,7 @@ def _from_registry(source: str, tracking_uri: str, dst: Path) -> InitWeights:
     try:
         version = mv.resolve(tracking_uri, ref)
         weights = mv.download_weights(tracking_uri, version, dst)
-        class_map = mv.download_file(tracking_uri, version, "class_map.json", dst)
+        class_map = mv.download_file(tracking_uri, version, CLASS_MAP_FILE, dst)
     except mv.ModelVersionError as error:
         raise WarmStartError(f"init-from {source}: {str(error).splitlines()[0][:300]}") from error
     return InitWeights(source, weights, _names_of(weights, class_map), version.version)

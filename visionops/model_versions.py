@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visionops.contract import TRACKING_URI_ENV, WEIGHTS_FILE
 from visionops.lineage import DIGEST_TAG, SOURCE_TAG
 
-WEIGHTS_FILE = "best.pt"
 PRODUCTS_PARAM = "products"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))?$")
 
@@ -90,7 +90,7 @@ def resolve(tracking_uri: str, ref: ModelRef) -> ResolvedVersion:
     from mlflow.exceptions import MlflowException
 
     if not tracking_uri:
-        raise ModelVersionError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or MLFLOW_TRACKING_URI)")
+        raise ModelVersionError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or {TRACKING_URI_ENV})")
     client = _client(tracking_uri)
     try:
         if ref.version:
