@@ -1,6 +1,6 @@
-# VisionOps control-plane image: the kopf operator (`python -m visionops_operator`), which also runs the
-# MLflow tracking server for the Helm chart (`mlflow server ...`, the full mlflow package is installed).
-# No torch, no ultralytics: the operator only talks to the Kubernetes API and MLflow.
+# VisionOps control-plane image: the kopf operator (`python -m visionops_operator`). It talks to the Kubernetes
+# API and to MLflow over MLflow's REST API (visionops/mlflow_rest.py), so it has no mlflow, pandas or numpy, and
+# no torch or ultralytics; the chart's MLflow tracking server has its own image (docker/mlflow.Dockerfile).
 #
 #   docker build -f docker/operator.Dockerfile -t visionops-operator:0.1.0 .
 #
@@ -17,12 +17,12 @@ RUN python3 /pins/pins.py operator --pyproject /pins/pyproject.toml > /pins/requ
 
 # ---- the image --------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
-# Extras only `mlflow server` needs: S3/MinIO artifact storage and a PostgreSQL backend store.
-ARG MLFLOW_SERVER_EXTRAS="boto3==1.44.8 psycopg2-binary==2.9.13"
 LABEL org.opencontainers.image.title="visionops-operator" \
-      org.opencontainers.image.description="VisionOps operator (kopf) and MLflow tracking server" \
+      org.opencontainers.image.description="VisionOps operator (kopf): TrainingRuns and DriftChecks" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
+# The pinned wheels in a virtual environment, in one layer, with no pip cache and no build files left behind.
+# The check fails the build if MLflow (and its pandas/numpy) or torch ever come back through a dependency.
 COPY --from=pins /pins/requirements.txt /tmp/pins/
 # PIP_CA_URL (build only): where egress goes through a TLS-intercepting proxy, hack/images.sh serves the
 # build host's CA bundle on loopback; pip uses it inside this one RUN, which deletes it: no layer keeps it,
@@ -32,8 +32,10 @@ RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYT
  && if [ -n "$PIP_CA_URL" ]; then python3 -c "import sys, urllib.request as r; r.urlretrieve(sys.argv[1], '/tmp/pip-ca.pem')" \
       "$PIP_CA_URL" && export PIP_CERT=/tmp/pip-ca.pem; fi \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt ${MLFLOW_SERVER_EXTRAS} \
- && if /opt/venv/bin/pip show torch >/dev/null 2>&1; then echo "torch must not be in the operator image" >&2; exit 1; fi \
+ && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt \
+ && /opt/venv/bin/python -c "import importlib.util as u, kopf, kubernetes; \
+heavy = [m for m in ('mlflow', 'pandas', 'numpy', 'torch', 'ultralytics') if u.find_spec(m)]; \
+assert not heavy, f'{heavy} in the operator image'; print('kopf', kopf.__version__)" \
  && rm -rf /tmp/pins /tmp/pip-ca.pem
 RUN groupadd --gid 1000 visionops \
  && useradd --uid 1000 --gid 1000 --home-dir /home/visionops --create-home --shell /usr/sbin/nologin visionops
@@ -49,7 +51,8 @@ ENV PATH=/opt/venv/bin:${PATH} \
     HF_HUB_DISABLE_TELEMETRY=1 \
     YOLO_OFFLINE=1 \
     HOME=/home/visionops
-# Only the modules the operator imports: visionops (config, registry, promotion, results) and its own package.
+# Only the modules the operator imports: visionops (config, registry, promotion, results, mlflow_rest) and its own
+# package.
 COPY configs/ /app/configs/
 COPY visionops/ /app/visionops/
 COPY operator/visionops_operator/ /app/visionops_operator/

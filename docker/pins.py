@@ -20,13 +20,16 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
-# What each image needs (distribution names as in pyproject.toml). Shared libraries that would otherwise
-# float (numpy, pandas, protobuf) are listed so that pip resolves them to the tested pins.
+# What each image needs (distribution names as in pyproject.toml). Shared libraries that would otherwise float (numpy,
+# pandas, protobuf, urllib3) are listed so that pip resolves them to the tested pins.
 IMAGES: dict[str, tuple[str, ...]] = {
-    # Control plane: kopf + the Kubernetes client + MLflow (the full package also runs `mlflow server`).
-    "operator": (
-        "kopf", "kubernetes", "mlflow", "pyyaml", "requests", "numpy", "pandas", "protobuf", "prometheus-client",
-    ),
+    # Control plane: kopf + the Kubernetes client; MLflow over its REST API (visionops/mlflow_rest.py), so no
+    # mlflow, pandas or numpy (tests/chart/test_chart.py checks the imports of the operator and of the visionops
+    # modules it uses against this list).
+    "operator": ("kopf", "kubernetes", "pyyaml", "requests", "prometheus-client"),
+    # The chart's MLflow tracking server (`mlflow server`): the full package at the tested version. The backend
+    # store's and the artifact store's drivers (psycopg2, boto3) are build arguments of docker/mlflow.Dockerfile.
+    "mlflow": ("mlflow", "numpy", "pandas", "protobuf", "pyyaml", "requests"),
     # Training and drift Jobs: everything but the operator framework and the KServe server.
     "job": (
         "torch", "torchvision", "ultralytics", "mlflow", "evidently", "pandas", "numpy", "protobuf", "psutil",
@@ -40,6 +43,15 @@ IMAGES: dict[str, tuple[str, ...]] = {
     "predictor": (
         "kserve", "onnxruntime", "openvino", "openvino-telemetry", "mlflow-skinny", "numpy", "pillow", "protobuf",
         "prometheus-client", "pyyaml", "requests", "pandas", "psutil", "kubernetes",
+    ),
+    # Console (`python -m visionops_console`): Starlette served by uvicorn, Jinja2 pages, form uploads
+    # (python-multipart), the Kubernetes client, the MLflow client (mlflow-skinny: no server, no pandas), the
+    # dataset pages' readers (pillow, pycocotools + its numpy; tqdm through visionops.progress). No torch, no
+    # ultralytics, no OpenCV, no matplotlib: visionops.analysis imports those only in functions the console never
+    # calls.
+    "console": (
+        "starlette", "uvicorn", "jinja2", "python-multipart", "kubernetes", "urllib3", "mlflow-skinny", "protobuf",
+        "pillow", "pycocotools", "numpy", "pyyaml", "requests", "tqdm",
     ),
 }
 

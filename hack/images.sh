@@ -3,9 +3,9 @@
 #   1. base: a Debian bookworm rootfs (debootstrap --variant=minbase + python3, python3-venv, pip;
 #      bookworm's python3 is 3.11), imported into docker as python:3.11-slim-bookworm (the
 #      BASE_IMAGE default of docker/*.Dockerfile) and as visionops.local/python:3.11-bookworm;
-#   2. the project's own docker/{operator,job,predictor}.Dockerfile, unchanged, built with the legacy
-#      builder by a dockerd started here (Debian docker.io; overlay2, cgroupfs, its own data root under
-#      the cache dir, no bridge and no iptables rules: builds use the host network);
+#   2. the project's own docker/{operator,mlflow,job,predictor,console}.Dockerfile, unchanged, built with
+#      the legacy builder by a dockerd started here (Debian docker.io; overlay2, cgroupfs, its own data root
+#      under the cache dir, no bridge and no iptables rules: builds use the host network);
 #   3. each image imported into the `k8s.io` namespace of the local node's containerd
 #      (hack/cluster.sh up --node), when that node runs.
 #
@@ -15,7 +15,7 @@
 # imports only images the node lacks, and starts no dockerd when there is nothing to build or import.
 #
 # Usage:
-#   hack/images.sh [OPTIONS] [IMAGE...]     IMAGE: base operator job predictor (default: all of them)
+#   hack/images.sh [OPTIONS] [IMAGE...]     IMAGE: base operator mlflow job predictor console (default: all)
 #     --no-import          build only
 # The Dockerfiles install the dependencies in one layer before they copy the code, and docker keeps that
 # layer (it is part of the image): a change to application code rebuilds and re-imports only the COPY layers.
@@ -51,7 +51,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
 BASE_REF=python:3.11-slim-bookworm        # what docker/*.Dockerfile's ARG BASE_IMAGE defaults to
 BASE_LOCAL_REF=visionops.local/python:3.11-bookworm
-ALL_IMAGES=(base operator job predictor)
+ALL_IMAGES=(base operator mlflow job predictor console)
 HOST_CA_DIR=${HOST_CA_DIR-/usr/local/share/ca-certificates}
 HOST_CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 NICE=(nice -n 10)
@@ -301,7 +301,7 @@ main() {
     case $a in
       --no-import) IMPORT=0 ;;
       --refs) refs=1 ;;
-      base|operator|job|predictor) images+=("$a") ;;
+      base|operator|mlflow|job|predictor|console) images+=("$a") ;;
       *) die "unknown argument '$a' (expected --no-import, --refs or an image: ${ALL_IMAGES[*]})" ;;
     esac
   done

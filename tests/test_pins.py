@@ -36,6 +36,29 @@ def test_the_predictor_image_has_no_torch_and_the_mlflow_client_at_mlflows_versi
     assert f"mlflow-skinny=={mlflow_version}" in lines
 
 
+def _names(image: str) -> set[str]:
+    return {pins.normalize(line.split("==")[0]) for line in pins.image_requirements(image)}
+
+
+def test_the_operator_image_has_no_mlflow_and_the_server_has_its_own_image():
+    # The operator reads and writes MLflow over its REST API (visionops/mlflow_rest.py).
+    assert _names("operator") == {"kopf", "kubernetes", "pyyaml", "requests", "prometheus-client"}
+    # The chart's tracking server: the full mlflow at the project's pin, with the shared libraries at theirs.
+    lines = pins.image_requirements("mlflow")
+    assert pins.project_pins()["mlflow"] in lines
+    assert {"numpy", "pandas", "protobuf"} <= _names("mlflow")
+    assert not _names("mlflow") & {"torch", "ultralytics", "kserve", "kopf", "evidently"}
+
+
+def test_the_console_image_has_the_mlflow_client_and_no_ml_stack():
+    names = _names("console")
+    assert {"starlette", "uvicorn", "jinja2", "python-multipart", "kubernetes", "pillow", "pycocotools"} <= names
+    assert not names & {"mlflow", "pandas", "torch", "torchvision", "ultralytics", "opencv-python-headless",
+                        "kserve", "kopf", "evidently"}
+    mlflow_version = pins.project_pins()["mlflow"].split("==")[1]
+    assert f"mlflow-skinny=={mlflow_version}" in pins.image_requirements("console")
+
+
 def test_same_version_as_follows_the_source_pin(tmp_path: Path):
     pyproject = _pyproject(tmp_path, "mlflow==1.2.3", "kserve==0.1")
     assert pins.derived_pin("mlflow-skinny", pins.project_pins(pyproject)) == "mlflow-skinny==1.2.3"

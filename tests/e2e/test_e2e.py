@@ -364,7 +364,7 @@ def host_ca_markers() -> list[str]:
     return markers
 
 
-@pytest.mark.parametrize("image", ["operator", "job", "predictor"])
+@pytest.mark.parametrize("image", ["operator", "mlflow", "job", "predictor", "console"])
 def test_images_carry_nothing_of_the_build_host(e2e_release: Release, e2e_images: dict[str, str],
                                                 image: str) -> None:
     release, markers = e2e_release, host_ca_markers()
