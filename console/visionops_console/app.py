@@ -1,5 +1,6 @@
 """The console's web app (Starlette): six step pages and a drift page, server-rendered with Jinja2 (autoescaped),
-plus the small JSON API their script polls and posts to.
+plus the small JSON API their script polls and posts to, and the Deploy step's "Set production" / "Roll back" forms
+(a plain POST, then a redirect back to the page).
 
 Handlers are plain functions: Starlette runs them in its thread pool, so the blocking Kubernetes and MLflow
 clients never stall the event loop. Each page degrades on its own: no cluster -> the cluster parts say so and
@@ -12,12 +13,15 @@ import contextlib
 import logging
 import math
 import random
+import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -28,7 +32,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from visionops import analysis
+from visionops import analysis, production
 from visionops.data.errors import DataError
 from visionops_console import charts, kube, predict, tracking
 from visionops_console.datasets import LIGHTBOX_SIDE, TILE_SIDE, DatasetIndex, DatasetVolume
@@ -157,6 +161,104 @@ def event_rows(events: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
+# -- what pages show of a ModelDeployment -----------------------------------------------------------------------
+
+PHASE_LABELS = {"Serving": "Serving", "RollingOut": "Rolling out", "RolloutFailed": "Rollout failed",
+                "NoModel": "No model"}
+
+
+def deployment_row(md: dict[str, Any]) -> dict[str, Any]:
+    """One ModelDeployment as the Deploy step shows it (and its script re-renders while a rollout runs): plain
+    strings, the alert a person must see, what "Set production" and "Roll back" may offer."""
+    meta, spec, status = md.get("metadata") or {}, md.get("spec") or {}, md.get("status") or {}
+    version = str(spec.get("version") or "")
+    desired, serving = str(status.get("desiredVersion") or ""), str(status.get("servingVersion") or "")
+    phase, message = str(status.get("phase") or ""), str(status.get("message") or "")
+    model = str((spec.get("model") or {}).get("name") or "")
+    isvc = str(spec.get("inferenceService") or "")
+    requested = version if version and version != desired else ""
+    try:
+        rollback = production.rollback_target(status)
+    except production.ProductionError:
+        rollback = ""
+    if rollback == version:
+        rollback = ""  # already what spec.version asks for
+    rollout = status.get("rollout") or {}
+    rollout_text = DASH
+    if rollout.get("version"):
+        outcome = rollout.get("outcome") or "InProgress"
+        rollout_text = f"version {rollout['version']} \u00b7 {outcome}"
+        if outcome != "InProgress" and rollout.get("seconds") is not None:
+            rollout_text += f" in {fmt_num(rollout['seconds'], 1)} s"
+        elif rollout.get("startTime"):
+            rollout_text += f", started {fmt_ago(rollout['startTime'])}"
+    alert = {"kind": "", "title": "", "text": ""}
+    if requested:
+        alert = {"kind": "note", "title": f"Version {requested} requested.",
+                 "text": f"Waiting for the operator to move the production alias of {model or 'the model'} and to "
+                         f"roll InferenceService {isvc} out to it." + (f" Now: {message}" if message else "")}
+    elif phase == "RolloutFailed":
+        alert = {"kind": "error", "title": "Rollout failed.",
+                 "text": message or "the last requested version did not become ready"}
+    elif phase == "RollingOut":
+        alert = {"kind": "note", "title": f"Rolling out version {rollout.get('version') or desired}.",
+                 "text": message}
+    elif phase == "NoModel":
+        alert = {"kind": "warn", "title": "No model in production yet.", "text": message}
+    elif not phase:
+        alert = {"kind": "warn", "title": "No status yet.",
+                 "text": "The operator has not reported on this ModelDeployment: is it running and watching "
+                         f"namespace {meta.get('namespace', '')}?"}
+    history = [{"time": fmt_time(h.get("time")), "version": str(h.get("version") or ""),
+                "movedBy": str(h.get("movedBy") or ""), "cause": str(h.get("cause") or ""),
+                "outcome": str(h.get("outcome") or "")} for h in reversed(status.get("history") or [])]
+    return {
+        "name": str(meta.get("name") or ""), "model": model, "inferenceService": isvc, "version": version,
+        "desired": desired, "serving": serving, "previous": str(status.get("previousVersion") or ""),
+        "phase": phase, "phaseLabel": PHASE_LABELS.get(phase, phase or "No status"),
+        "phaseClass": "phase-" + (phase.lower() or "pending"), "message": message, "requested": requested,
+        "rollbackTo": rollback, "active": bool(requested) or phase == "RollingOut", "rollout": rollout_text,
+        # the version asked for has no "Set production" (it is asked for already): its button says where it is
+        "askedLabel": "Serving" if version == serving and not requested else (
+            "Rolling out" if phase == "RollingOut" and not requested else "Requested"),
+        "alert": alert, "history": history,
+    }
+
+
+def primary_deployment(rows: list[dict[str, Any]], model: str, inference_service: str) -> dict[str, Any] | None:
+    """The ModelDeployment "Set production" acts on for ``model``: the one of the console's InferenceService,
+    else the first that deploys ``model``."""
+    mine = [r for r in rows if r["model"] == model]
+    return next((r for r in mine if r["inferenceService"] == inference_service), mine[0] if mine else None)
+
+
+class Notices:
+    """One-time messages for the page a form POST redirects to (``?notice=<id>``: the text never travels in the
+    URL). Kept in memory, a few minutes, the newest few hundred."""
+
+    def __init__(self, limit: int = 200, seconds: float = 600.0):
+        self._items: dict[str, tuple[float, str, str, str]] = {}
+        self._lock = threading.Lock()
+        self.limit, self.seconds = limit, seconds
+
+    def put(self, kind: str, title: str, text: str) -> str:
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if now - v[0] < self.seconds}
+            while len(self._items) >= self.limit:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = (now, kind, title, text)
+        return key
+
+    def pop(self, key: str) -> dict[str, str] | None:
+        with self._lock:
+            found = self._items.pop(key, None)
+        if found is None or time.monotonic() - found[0] >= self.seconds:
+            return None
+        return {"kind": found[1], "title": found[2], "text": found[3]}
+
+
 # -- the application ----------------------------------------------------------------------------------------------
 
 
@@ -174,6 +276,7 @@ class Console:
             lstrip_blocks=True)
         self.env.filters.update(pct=fmt_pct, num=fmt_num, time=fmt_time, ago=fmt_ago, duration=fmt_duration)
         self.started = time.time()
+        self.notices = Notices()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="console")
 
     # helpers ------------------------------------------------------------------------------------------------
@@ -328,12 +431,29 @@ class Console:
         (versions, aliases), verr = self.guard(lambda: self.mlflow.model_versions(model), ([], {}))
         isvc, cerr = None, self.cluster.unavailable()
         if cerr is None:
-            isvc, cerr = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
+            try:
+                isvc, cerr = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
+            except Rejection as exc:
+                cerr = exc.message
+        deployments, deployments_error = self.deployments()
+        primary = primary_deployment(deployments, model, self.settings.inference_service)
         return self.render(request, "deploy.html", "deploy", models=models, model=model, versions=versions,
                            aliases=aliases, error=error or verr, isvc=isvc, isvc_error=cerr,
                            isvc_ready=kube.condition(isvc, "Ready") if isvc else {},
                            served=kube.served_version(isvc), predictor_url=self.predictor_url(isvc),
-                           labels=METRIC_LABELS, max_upload=predict.human_size(self.settings.max_upload_bytes))
+                           labels=METRIC_LABELS, max_upload=predict.human_size(self.settings.max_upload_bytes),
+                           deployments=deployments, deployments_error=deployments_error, primary=primary,
+                           notice=self.notices.pop(request.query_params.get("notice", "")))
+
+    def deployments(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The namespace's ModelDeployments as :func:`deployment_row` shows them, or why there are none to show."""
+        reason = self.cluster.unavailable()
+        if reason:
+            return [], reason
+        try:
+            return [deployment_row(md) for md in self.cluster.list_model_deployments()], None
+        except (ClusterUnavailable, Rejection) as exc:
+            return [], exc.message if isinstance(exc, Rejection) else str(exc)
 
     def page_drift(self, request: Request) -> Response:
         checks, error = self.guard(lambda: self.cluster.list_drift_checks(), [])
@@ -542,15 +662,44 @@ class Console:
         log.info("%s", message)
         return JSONResponse({"ok": True, "message": message})
 
-    async def api_set_production(self, request: Request) -> Response:
-        # TODO(issue-12): "Set production" / rollback. The declarative mechanism (what kubectl users apply to move
-        # the production alias and roll the InferenceService out) is being built in issue 12; this hook is where
-        # the console will call it, through the Kubernetes API like every other write. Until then it refuses.
-        refused = self.refuse_write()
-        if refused is not None:
-            return refused
-        return JSONResponse({"ok": False, "message": "Set production and rollback arrive with the declarative "
-                             "deployment resource (issue 12); nothing was changed"}, status_code=501)
+    def api_deployments(self, request: Request) -> Response:
+        """What the Deploy step's script polls while a rollout runs."""
+        rows, error = self.deployments()
+        primary = primary_deployment(rows, request.query_params.get("model") or self.settings.model_name,
+                                     self.settings.inference_service)
+        return JSONResponse({"ok": error is None, "deployments": rows, "primary": primary["name"] if primary else "",
+                             "message": error or ""})
+
+    async def form_production(self, request: Request) -> Response:
+        """The Deploy step's "Set production" and "Roll back" forms: one patch of the ModelDeployment's spec.version,
+        then back to the Deploy page (303), which says what was done or, when nothing was, why."""
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            form = await request.form(max_files=0, max_fields=8)
+        except Exception as exc:
+            return JSONResponse({"ok": False, "message": f"not a form: {exc}"}, status_code=400)
+        field = {k: str(form.get(k) or "").strip() for k in ("deployment", "action", "version", "model")}
+        refused = "Production was not changed."
+        if self.settings.read_only:
+            outcome = ("error", refused, "The console is read-only (--read-only / console.readOnly): set production "
+                                         "with `visionops deploy set` or kubectl.")
+        elif reason := self.cluster.unavailable():
+            outcome = ("error", refused, f"Setting production needs a Kubernetes cluster: {reason}.")
+        else:
+            try:
+                message = await run_in_threadpool(self.cluster.set_production, field["deployment"],
+                                                  field["action"], field["version"], field["model"])
+                log.info("%s", message)
+                title, _, detail = message.partition(": ")  # "Version N requested: what changed, what follows"
+                outcome = ("good", title + ".", detail)
+            except Rejection as exc:
+                outcome = ("error", refused, exc.message)
+            except ClusterUnavailable as exc:
+                outcome = ("error", refused, f"Setting production needs a Kubernetes cluster: {exc}.")
+        query = {"model": field["model"]} if field["model"] else {}
+        query["notice"] = self.notices.put(*outcome)
+        return RedirectResponse("/deploy?" + urlencode(query), status_code=303)
 
     async def api_predict(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -579,7 +728,8 @@ class Console:
             return JSONResponse({"ok": False, "message": str(exc)}, status_code=exc.status)
         isvc = None
         if not self.settings.predictor_url and self.cluster.unavailable() is None:
-            isvc, _ = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
+            with contextlib.suppress(Rejection):  # may not read it (RBAC): no address, said below
+                isvc, _ = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
         url = self.predictor_url(isvc)
         if not url:
             return JSONResponse({"ok": False, "message": "no predictor to ask: the InferenceService has no address "
@@ -692,7 +842,8 @@ def create_app(settings: ConsoleSettings, cluster: Cluster | None = None, mlflow
         Route("/api/trainingruns/{name}/stop", console.api_stop, methods=["POST"]),
         Route("/api/trainingruns/{name}/promote", console.api_promote, methods=["POST"]),
         Route("/api/driftchecks/{name}/check", console.api_check_now, methods=["POST"]),
-        Route("/api/models/{model}/versions/{version}/production", console.api_set_production, methods=["POST"]),
+        Route("/api/modeldeployments", console.api_deployments, methods=["GET"]),
+        Route("/deploy/production", console.form_production, methods=["POST"]),
         Route("/api/predict", console.api_predict, methods=["POST"]),
         Route("/healthz", console.healthz),
         Route("/favicon.ico", console.favicon),

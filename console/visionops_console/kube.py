@@ -4,8 +4,10 @@ the rest of the project uses it; every call has a timeout, and a cluster that ca
 :class:`ClusterUnavailable` with a sentence a person can read.
 
 Writes are few and declarative: create a TrainingRun, delete a training Job or a TrainingRun (stop), annotate a
-TrainingRun for manual promotion (the documented ``visionops.io/promote=true``), and create one check Job from a
-DriftCheck's own Job template ("check now"). Pure helpers (request bodies, rejection parsing) come first.
+TrainingRun for manual promotion (the documented ``visionops.io/promote=true``), create one check Job from a
+DriftCheck's own Job template ("check now"), and set a ModelDeployment's ``spec.version`` ("set production",
+"roll back": the merge patch of :func:`visionops.production.set_version_patch`, as ``visionops deploy`` sends it).
+Pure helpers (request bodies, rejection parsing) come first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from visionops import production
 from visionops_console import GROUP, VERSION
 
 KSERVE = ("serving.kserve.io", "v1beta1")
@@ -31,6 +34,8 @@ ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
 ANNOTATION_TRIGGERED_BY = f"{GROUP}/triggered-by"
 CREATED_BY_LABEL = "app.kubernetes.io/created-by"
 CREATED_BY = "visionops-console"
+FIELD_MANAGER = CREATED_BY  # the field manager of the console's writes (a ModelDeployment's history names it)
+SET_CAUSE, ROLLBACK_CAUSE = "console: set production", "console: rollback"  # change causes of the Deploy step
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"
 # Labels the Job controller adds to a Job's pod template; a copied template must not carry them.
 _JOB_CONTROLLER_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
@@ -472,6 +477,75 @@ class Cluster:
         job_name = created.metadata.name
         return f"Created check Job {job_name} from DriftCheck {name}'s own template; its result lands in the status."
 
+    # ModelDeployments -------------------------------------------------------------------------------------------
+
+    def list_model_deployments(self) -> list[dict[str, Any]]:
+        """The namespace's ModelDeployments by name; a cluster that refuses the list (RBAC, no CRD) as a
+        :class:`Rejection` whose message says why."""
+        from kubernetes.client.rest import ApiException
+
+        custom, _, _ = self._apis()
+        try:
+            items = self._call(custom.list_namespaced_custom_object, production.GROUP, production.VERSION,
+                               self.namespace, production.PLURAL)["items"]
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Rejection(404, "the cluster has no ModelDeployment CRD (install the chart's crds/ or "
+                                     "manifests/crds)") from None
+            if exc.status == 403:
+                raise Rejection(403, f"the console may not list ModelDeployments in namespace {self.namespace} "
+                                     "(RBAC: its Role needs get, list and patch on modeldeployments)") from None
+            raise rejection(exc.status, exc.body, exc.reason) from None
+        return sorted(items, key=lambda md: md["metadata"]["name"])
+
+    def set_production(self, name: str, action: str, version: str, model: str = "") -> str:
+        """Put ``version`` into production on ModelDeployment ``name``: ``action`` "set" asks for that version,
+        "rollback" for the one :func:`~visionops.production.rollback_target` names (``version`` is what the page
+        offered; a different target now is refused). One merge patch of spec.version and the change cause, as
+        field manager :data:`FIELD_MANAGER`; the operator moves the MLflow alias and rolls out. Every refusal is
+        a :class:`Rejection` and changes nothing. Returns what was done, in words."""
+        from kubernetes.client.rest import ApiException
+
+        md = self._get_custom(production.PLURAL, name)
+        if md is None:
+            raise Rejection(404, f"ModelDeployment {name} does not exist in namespace {self.namespace} (any more)")
+        spec, status = md.get("spec") or {}, md.get("status") or {}
+        serves = (spec.get("model") or {}).get("name") or ""
+        if model and serves and serves != model:
+            raise Rejection(409, f"ModelDeployment {name} deploys model {serves}, not {model}")
+        try:
+            if action == "rollback":
+                target = production.rollback_target(status)
+                if version and target != version:
+                    raise Rejection(409, f"ModelDeployment {name} now rolls back to version {target}, not {version} "
+                                         "(it changed since the page was shown): reload the page")
+                version, cause = target, ROLLBACK_CAUSE
+            elif action == "set":
+                cause = SET_CAUSE
+            else:
+                raise Rejection(400, f"unknown action {action!r} (set or rollback)")
+            patch = production.set_version_patch(version, cause)
+        except production.ProductionError as exc:
+            raise Rejection(422, str(exc)) from None
+        current = str(spec.get("version") or "")
+        if current == patch["spec"]["version"]:
+            raise Rejection(409, f"ModelDeployment {name} already asks for version {current} (spec.version, phase "
+                                 f"{status.get('phase') or 'not reported yet'}): nothing to change")
+        custom, _, _ = self._apis()
+        try:
+            self._call(custom.patch_namespaced_custom_object, production.GROUP, production.VERSION, self.namespace,
+                       production.PLURAL, name, patch, field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            refused = rejection(exc.status, exc.body, exc.reason)
+            if exc.status == 403:
+                refused.message = (f"the console may not patch ModelDeployments in namespace {self.namespace} "
+                                   f"(RBAC: its Role needs patch on modeldeployments): {refused.message}")
+            raise refused from None
+        isvc, wanted = spec.get("inferenceService") or name, patch["spec"]["version"]
+        return (f"Version {wanted} requested: spec.version of ModelDeployment {name} is now {wanted} (was "
+                f"{current or 'none'}; cause \u201c{cause}\u201d). The operator moves the production alias of "
+                f"{serves or 'the model'} and rolls InferenceService {isvc} out to it.")
+
     # KServe --------------------------------------------------------------------------------------------------
 
     def get_inference_service(self, name: str) -> dict[str, Any] | None:
@@ -484,6 +558,9 @@ class Cluster:
         except ApiException as exc:
             if exc.status in (404,):
                 return None
+            if exc.status == 403:
+                raise Rejection(403, f"the console may not read InferenceService {name} in namespace "
+                                     f"{self.namespace} (RBAC)") from None
             raise
 
     # the API's own schema ------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 - State-changing requests (anything but GET/HEAD/OPTIONS) must come from the console's own pages: the
   ``Origin`` header (or, without it, the ``Referer``) must name the host the request was sent to, and the
   ``X-CSRF-Token`` header must equal the ``visionops_csrf`` cookie (HttpOnly, SameSite=Strict), whose value
-  the pages carry in a ``<meta>`` tag. A foreign site can neither read the token nor set the header.
+  the pages carry in a ``<meta>`` tag. A foreign site can neither read the token nor set the header. A plain
+  HTML form (``application/x-www-form-urlencoded``, a few KB at most) may carry the token as its ``csrf_token``
+  field instead of the header; the Origin/Referer check is the same.
 - Every response gets a strict Content-Security-Policy (scripts, styles, images and frames from the console
   itself; nothing inline), ``nosniff``, no referrer across origins and no framing by other sites.
 """
@@ -18,10 +20,13 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 COOKIE = "visionops_csrf"
 HEADER = "x-csrf-token"
+FORM_FIELD = "csrf_token"  # a urlencoded form's field carrying the token (the page's hidden input)
+FORM_TYPE = "application/x-www-form-urlencoded"
+FORM_LIMIT = 16 * 1024  # bytes of a form body read to find the token (the console's forms are a few hundred)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "frame-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -65,8 +70,10 @@ def same_origin(source: str | None, host: str | None) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-def check_request(method: str, headers: dict[str, str], cookie_token: str | None) -> str | None:
-    """Why a request must be refused (a sentence), or ``None`` when it may proceed."""
+def check_request(method: str, headers: dict[str, str], cookie_token: str | None,
+                  form_token: str | None = None) -> str | None:
+    """Why a request must be refused (a sentence), or ``None`` when it may proceed. ``form_token``: the token a
+    urlencoded form sent in its :data:`FORM_FIELD` (used when there is no header)."""
     if method.upper() in SAFE_METHODS:
         return None
     host = headers.get("host")
@@ -76,7 +83,7 @@ def check_request(method: str, headers: dict[str, str], cookie_token: str | None
             return f"cross-site request refused: Origin {origin!r} is not this console ({host})"
     elif not same_origin(headers.get("referer"), host):
         return "cross-site request refused: no Origin or Referer naming this console"
-    sent = headers.get(HEADER)
+    sent = headers.get(HEADER) or form_token
     if not cookie_token or not sent or not hmac.compare_digest(sent, cookie_token):
         return "cross-site request refused: missing or wrong CSRF token (reload the page)"
     return None
@@ -93,6 +100,28 @@ def _cookie_token(headers: dict[str, str]) -> str | None:
         return None
     morsel = jar.get(COOKIE)
     return morsel.value if morsel and len(morsel.value) >= 16 else None
+
+
+async def _buffered(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The request body (``None`` past ``limit`` bytes) and a ``receive`` that hands the app the same messages."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None, receive
+        if not message.get("more_body"):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
 
 
 class SecurityMiddleware:
@@ -112,7 +141,16 @@ class SecurityMiddleware:
             await self._refuse(scope, send, 421, f"host {headers.get('host')!r} is not one this console serves "
                                                  "(--allowed-hosts / console.allowedHosts)")
             return
-        reason = check_request(scope["method"], headers, token)
+        form_token = None
+        if (scope["method"].upper() not in SAFE_METHODS and HEADER not in headers
+                and headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE):
+            body, receive = await _buffered(receive, FORM_LIMIT)
+            if body is None:
+                await self._refuse(scope, send, 413, f"a form of more than {FORM_LIMIT} bytes is not one of the "
+                                                     "console's")
+                return
+            form_token = (parse_qs(body.decode("latin-1")).get(FORM_FIELD) or [None])[0]
+        reason = check_request(scope["method"], headers, token, form_token)
         if reason is not None:
             await self._refuse(scope, send, 403, reason)
             return

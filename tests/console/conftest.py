@@ -107,12 +107,16 @@ def console_namespace(kube_cluster: KubeCluster, visionops_crds: list[str]) -> I
 @pytest.fixture(scope="module")
 def operator_process(kube_cluster: KubeCluster, console_namespace: str, mlflow_uri: str,
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
-    """The real operator (``python -m visionops_operator``) watching the module's namespace."""
+    """The real operator (``python -m visionops_operator``) watching the module's namespace. No node runs pods
+    here: the tests play the predictor pods a rollout waits for (Ready pod objects), so the operator takes a
+    Ready pod of the new version as serving it instead of asking its /metrics."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONOPS_")}
     env |= {"KUBECONFIG": str(kube_cluster.kubeconfig), "VISIONOPS_MLFLOW_URI": mlflow_uri,
             "VISIONOPS_WATCH_NAMESPACES": console_namespace, "VISIONOPS_PROGRESS_SECONDS": "1",
             "VISIONOPS_MLFLOW_RETRY_SECONDS": "2", "VISIONOPS_METRICS_PORT": "0",
+            "VISIONOPS_DEPLOY_SYNC_SECONDS": "1", "VISIONOPS_ROLLOUT_CHECK_SECONDS": "1",
+            "VISIONOPS_PROBE_PREDICTORS": "false",
             "VISIONOPS_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz"}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "visionops_operator"], cwd=REPO, env=env, stdout=out,

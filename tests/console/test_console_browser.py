@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.mlflow, pytest.mark.slow,
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "visionops.io", "v1alpha1"
+KSERVE = ("serving.kserve.io", "v1beta1")
 ISVC_NAME = "visionops-predictor"
 DASH = "\u2013"
 LOADED = "[...document.querySelectorAll('{}')].every(i => i.complete && i.naturalWidth > 0)"
@@ -71,14 +72,46 @@ def get_cr(namespace: str, plural: str, name: str) -> dict:
     return custom_api().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
 
 
+def core_api() -> Any:
+    import kubernetes
+
+    return kubernetes.client.CoreV1Api(
+        kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG")))
+
+
 @pytest.fixture(scope="module")
 def inference_service(console_namespace: str) -> dict:
-    """The InferenceService a promoted model rolls out to (no KServe controller here: the operator patches it)."""
+    """The InferenceService a promoted model rolls out to (no KServe controller here: the operator patches it, and
+    its Ready status is what KServe would report)."""
     body = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": ISVC_NAME, "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
             "spec": {"predictor": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0"}]}}}
-    return custom_api().create_namespaced_custom_object("serving.kserve.io", "v1beta1", console_namespace,
-                                                        "inferenceservices", body)
+    api = custom_api()
+    api.create_namespaced_custom_object(*KSERVE, console_namespace, "inferenceservices", body)
+    return api.patch_namespaced_custom_object_status(*KSERVE, console_namespace, "inferenceservices", ISVC_NAME, {
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                   "address": {"url": f"http://{ISVC_NAME}-predictor.{console_namespace}.svc.cluster.local"}}})
+
+
+def serve_version(namespace: str, model: str, version: str) -> None:
+    """Play KServe and the kubelet for a rollout: once the operator pointed the InferenceService at ``version``,
+    a predictor pod of it that is Ready (what the operator's ModelDeployment waits for before it says Serving)."""
+    uri = f"models:/{model}/{version}"
+
+    def pointed() -> bool:
+        isvc = custom_api().get_namespaced_custom_object(*KSERVE, namespace, "inferenceservices", ISVC_NAME)
+        env = isvc["spec"]["predictor"]["containers"][0].get("env") or []
+        return any(e["name"] == "VISIONOPS_MODEL_URI" and e.get("value") == uri for e in env)
+
+    wait_until(f"the InferenceService to point at {uri}", pointed, timeout=90)
+    name = f"{ISVC_NAME}-v{version}"
+    core_api().create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": ISVC_NAME}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0",
+                                 "env": [{"name": "VISIONOPS_MODEL_URI", "value": uri}]}]}})
+    core_api().patch_namespaced_pod_status(name, namespace, {"status": {"podIP": "10.0.0.9", "conditions": [
+        {"type": "Ready", "status": "True"}]}})
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +306,10 @@ def test_training_form_shows_the_apiservers_rejection_then_trains(console, brows
         screenshot(page, "3-training-live")
     trainer.join(timeout=900)
     assert outcome["proc"].returncode == 0, outcome["proc"].stderr[-3000:]
+    # Promoted: the run is RollingOut until its ModelDeployment serves the version (a predictor pod of it Ready).
+    version = wait_until("the registered version", lambda: (get_cr(console_namespace, "trainingruns", name)
+                                                            .get("status") or {}).get("modelVersion"), timeout=180)
+    serve_version(console_namespace, Shared.model, version)
     until(page, "document.querySelector('#phase .badge').textContent === 'Succeeded'", timeout=180_000)
     until(page, f"document.querySelector('#version').textContent !== '{DASH}'")
     assert page.inner_text("#epoch-text") == "4/4"
@@ -397,8 +434,18 @@ def test_deploy_lists_versions_serving_state_and_tries_an_image(console, browser
     assert "production" in row.inner_text() and "promoted" in row.inner_text()
     assert Shared.run_name in row.inner_text()
     assert page.inner_text("#served-uri") == f"models:/{Shared.model}/{Shared.version}"
-    assert page.is_disabled(f'#versions tr[data-version="{Shared.version}"] button[data-hook="set-production"]')
-    assert "issue 12" in page.inner_text("#set-production-note")
+    # the ModelDeployment the operator made for the promotion, serving the version after its rollout
+    card = page.locator(f'#production .md-card[data-name="{ISVC_NAME}"]')
+    assert card.locator('[data-f="phase"]').inner_text() == "Serving"
+    assert card.locator('[data-f="serving"]').inner_text() == Shared.version
+    assert "Succeeded" in card.locator('[data-f="rollout"]').inner_text()
+    history = card.locator("table.history tbody tr")
+    assert history.count() == 1 and f"TrainingRun {Shared.run_name}" in history.inner_text()
+    assert "Served" in history.inner_text()
+    button = row.locator("form.set-production button")
+    assert button.is_disabled() and button.inner_text() == "Serving"
+    assert page.locator("#versions form.rollback:not([hidden])").count() == 0, "nothing served before"
+    assert f"ModelDeployment {ISVC_NAME}" in page.inner_text("#production-note")
 
     image = sorted((volume / "vision" / "Casting" / "val").glob("*.png"))[0]
     page.set_input_files("#predict-file", str(image))
@@ -527,6 +574,9 @@ def test_without_a_cluster_the_console_serves_data_mlflow_and_says_what_needs_on
         if Shared.version:
             assert page.locator(f'#versions tr[data-version="{Shared.version}"]').count() == 1
         assert "Rollout state needs a cluster" in page.inner_text("#isvc")
+        assert "need a cluster" in page.inner_text("#production-empty")
+        assert "need a Kubernetes cluster" in page.inner_text("#production-note")
+        assert page.locator("#versions form").count() == 0, "no Set production / Roll back without a cluster"
         page.goto(lone.url + "/drift", wait_until="load")
         assert "The drift page needs a Kubernetes cluster" in page.inner_text("main")
 

@@ -287,3 +287,100 @@ def test_pages_and_uploads_without_cluster_or_mlflow(synth_vision_root: Path, tm
         rebound = client.get("/data", headers={"Host": "evil.test"})  # DNS rebinding: another name, same address
         assert rebound.status_code == 421 and "evil.test" in rebound.json()["message"]
         assert client.get("/healthz", headers={"Host": "10.1.2.3:8090"}).status_code == 200  # kubelet probes
+
+
+# -- the Deploy step: ModelDeployments, "Set production" forms ---------------------------------------------------
+
+
+def model_deployment(version: str = "2", **status: object) -> dict:
+    return {"metadata": {"name": "predictor", "namespace": "ns", "generation": 3},
+            "spec": {"model": {"name": "detector"}, "inferenceService": "predictor", "version": version},
+            "status": status}
+
+
+SERVED = [{"version": "1", "time": "2026-01-01T10:00:00Z", "movedBy": "mlflow-alias", "outcome": "Served"},
+          {"version": "2", "time": "2026-01-02T10:00:00Z", "movedBy": "visionops-cli", "cause": "why",
+           "outcome": "Served"}]
+
+
+def test_deployment_row_says_what_serves_what_is_requested_and_what_a_rollback_goes_back_to() -> None:
+    serving = console_app.deployment_row(model_deployment(
+        phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1", history=SERVED,
+        rollout={"version": "2", "outcome": "Succeeded", "seconds": 12.34}))
+    assert (serving["phase"], serving["phaseLabel"], serving["phaseClass"]) == ("Serving", "Serving", "phase-serving")
+    assert (serving["requested"], serving["rollbackTo"], serving["active"]) == ("", "1", False)
+    assert serving["alert"]["kind"] == "" and serving["rollout"] == "version 2 \u00b7 Succeeded in 12.3 s"
+    assert [h["version"] for h in serving["history"]] == ["2", "1"], "newest first"
+    assert serving["history"][0] == {"time": "2026-01-02 10:00:00 UTC", "version": "2", "movedBy": "visionops-cli",
+                                     "cause": "why", "outcome": "Served"}
+
+    requested = console_app.deployment_row(model_deployment(
+        "3", phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1", history=SERVED))
+    assert requested["requested"] == "3" and requested["active"] and requested["alert"]["kind"] == "note"
+    assert requested["alert"]["title"] == "Version 3 requested."
+
+    rolling = console_app.deployment_row(model_deployment(
+        "3", phase="RollingOut", desiredVersion="3", servingVersion="2", message="rolling out version 3 (4/300 s)",
+        rollout={"version": "3", "outcome": "InProgress", "startTime": "2026-01-03T10:00:00Z"}))
+    assert rolling["active"] and rolling["alert"] == {"kind": "note", "title": "Rolling out version 3.",
+                                                      "text": "rolling out version 3 (4/300 s)"}
+    assert rolling["rollout"].startswith("version 3 \u00b7 InProgress, started ")
+    labels = [r["askedLabel"] for r in (serving, requested, rolling)]
+    assert labels == ["Serving", "Requested", "Rolling out"], "what the button of the version asked for says"
+
+    failed = console_app.deployment_row(model_deployment(
+        "2", phase="RolloutFailed", desiredVersion="2", servingVersion="2", previousVersion="1",
+        message="version 3 did not become ready within 300 s; production went back to version 2"))
+    assert not failed["active"] and failed["alert"]["kind"] == "error"
+    assert "did not become ready" in failed["alert"]["text"] and failed["rollbackTo"] == "1"
+
+    back = console_app.deployment_row(model_deployment(
+        "1", phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1"))
+    assert back["rollbackTo"] == "", "no rollback button for the version already asked for"
+    fresh = console_app.deployment_row(model_deployment(""))
+    assert (fresh["phaseLabel"], fresh["alert"]["kind"], fresh["rollbackTo"]) == ("No status", "warn", "")
+    rows = [dict(fresh, name="a", inferenceService="other"), dict(fresh, name="b")]
+    assert console_app.primary_deployment(rows, "detector", "predictor")["name"] == "b"
+    assert console_app.primary_deployment(rows, "detector", "elsewhere")["name"] == "a"
+    assert console_app.primary_deployment(rows, "another-model", "predictor") is None
+
+
+def test_notices_are_shown_once() -> None:
+    notices = console_app.Notices(limit=2)
+    first = notices.put("good", "Done.", "text")
+    assert notices.pop(first) == {"kind": "good", "title": "Done.", "text": "text"} and notices.pop(first) is None
+    keys = [notices.put("error", str(i), "") for i in range(3)]
+    assert notices.pop(keys[0]) is None and notices.pop(keys[2])["title"] == "2"
+    assert notices.pop("made-up") is None
+
+
+def test_a_plain_form_may_carry_the_csrf_token_as_a_field() -> None:
+    headers = {"host": "c:8090", "origin": "http://c:8090"}
+    assert security.check_request("POST", headers, "t" * 20, form_token="t" * 20) is None
+    assert security.check_request("POST", headers, "t" * 20, form_token="u" * 20) is not None
+    assert security.check_request("POST", {"host": "c:8090", "origin": "http://evil"}, "t" * 20, "t" * 20)
+
+
+def test_set_production_without_a_cluster_changes_nothing_and_says_why(tmp_path: Path) -> None:
+    config = settings.ConsoleSettings(kubeconfig=str(tmp_path / "none"), allowed_hosts=("console.test",))
+    with TestClient(console_app.create_app(config), base_url="http://console.test") as client:
+        page = client.get("/deploy")
+        assert "Set production / roll back</strong> need a Kubernetes cluster" in page.text
+        assert 'class="set-production"' not in page.text
+        token = client.cookies.get(security.COOKIE)
+        form = {"csrf_token": token, "deployment": "predictor", "model": "detector", "action": "set", "version": "3"}
+        origin = {"Origin": "http://console.test"}
+        answer = client.post("/deploy/production", data=form, headers=origin, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/deploy?model=detector&notice=")
+        shown = client.get(answer.headers["location"]).text
+        assert 'id="deploy-notice"' in shown and "Production was not changed." in shown
+        assert "Setting production needs a Kubernetes cluster" in shown
+        assert 'id="deploy-notice"' not in client.get(answer.headers["location"]).text, "shown once"
+        forged = client.post("/deploy/production", data={**form, "csrf_token": "x" * 20}, headers=origin,
+                             follow_redirects=False)
+        assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
+        huge = client.post("/deploy/production", data={**form, "pad": "x" * 20_000}, headers=origin,
+                           follow_redirects=False)
+        assert huge.status_code == 413
+        polled = client.get("/api/modeldeployments").json()
+        assert polled["ok"] is False and polled["deployments"] == [] and polled["message"]

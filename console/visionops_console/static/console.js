@@ -517,6 +517,69 @@ async function drawPrediction(file, data) {
     (data.inference_time_ms ? ` · ${Number(data.inference_time_ms).toFixed(0)} ms in the predictor` : "");
 }
 
+/* ---- deploy: production (ModelDeployments) ------------------------------------------------------------ */
+
+function renderDeployment(d) {
+  const card = $$(".md-card").find((c) => c.dataset.name === d.name);
+  if (!card) return;
+  const field = (name) => $(`[data-f="${name}"]`, card);
+  const phase = field("phase");
+  phase.className = "badge " + d.phaseClass; phase.textContent = d.phaseLabel;
+  for (const key of ["version", "serving", "previous"]) field(key).textContent = d[key] || "–";
+  field("rollout").textContent = d.rollout;
+  field("message").textContent = d.alert.kind ? "" : d.message;
+  const alert = $(".md-alert", card);
+  alert.className = "banner md-alert " + d.alert.kind;
+  alert.setAttribute("role", d.alert.kind === "error" ? "alert" : "status");
+  alert.hidden = !d.alert.kind;
+  field("alert-title").textContent = d.alert.title; field("alert-text").textContent = d.alert.text;
+  field("history-count").textContent = `(${d.history.length})`;
+  const body = $(".history tbody", card);
+  body.textContent = "";
+  if (!d.history.length) { const tr = el("tr", { className: "empty" }); tr.appendChild(el("td", { colspan: 5 }, "nothing was put into production yet")); body.appendChild(tr); }
+  for (const h of d.history) {
+    const tr = el("tr"), version = el("td"), moved = el("td"), outcome = el("td");
+    version.appendChild(el("strong", {}, "v" + h.version));
+    moved.appendChild(el("code", {}, h.movedBy));
+    if (h.outcome) outcome.appendChild(el("span", { className: "badge " + (h.outcome === "Served" ? "good" : "bad") }, h.outcome));
+    tr.append(el("td", {}, h.time), version, moved, el("td", {}, h.cause), outcome);
+    body.appendChild(tr);
+  }
+}
+
+function renderProductionButtons(d) {
+  if (!d) return;
+  for (const row of $$("#versions tr[data-version]")) {
+    const v = row.dataset.version, set = $("form.set-production", row), back = $("form.rollback", row);
+    row.classList.toggle("serving", d.serving === v);
+    if (!set || !back) continue;
+    back.hidden = d.rollbackTo !== v; set.hidden = !back.hidden;
+    const button = $("button", set), asked = d.version === v;  // asked for already: where it is, no action
+    button.disabled = asked;
+    button.textContent = asked ? d.askedLabel : "Set production";
+  }
+}
+
+function initProduction() {
+  $$("form[data-confirm]").forEach((form) => form.addEventListener("submit", (e) => {
+    if (!window.confirm(form.dataset.confirm)) { e.preventDefault(); return; }
+    $$("form[data-confirm] button").forEach((b) => { b.disabled = true; });  // one request at a time
+  }));
+  const panel = $("#production");
+  if (!panel || panel.dataset.poll !== "true") return;
+  // While a version is requested or rolling out, the panel follows the operator's status by itself.
+  const timer = setInterval(async () => {
+    if (document.hidden) return;
+    const { ok, data } = await api("GET", "/api/modeldeployments?model=" + encodeURIComponent(panel.dataset.model));
+    if (!ok) return;
+    const shown = $$(".md-card", panel).map((c) => c.dataset.name).join(" ");
+    if (shown !== data.deployments.map((d) => d.name).join(" ")) { clearInterval(timer); window.location.reload(); return; }
+    data.deployments.forEach(renderDeployment);
+    renderProductionButtons(data.deployments.find((d) => d.name === data.primary));
+    if (!data.deployments.some((d) => d.active)) { clearInterval(timer); panel.dataset.poll = "false"; }
+  }, 3000);
+}
+
 /* ---- drift -------------------------------------------------------------------------------------------- */
 
 function initDrift() {
@@ -540,6 +603,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page === "training") { initTraining(); pollRuns(); initRun(); }
   if (page === "evaluation") initEvaluation();
   if (page === "analysis") initAnalysis();
-  if (page === "deploy") initDeploy();
+  if (page === "deploy") { initDeploy(); initProduction(); }
   if (page === "drift") initDrift();
 });
