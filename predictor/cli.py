@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from predictor.artifacts import ModelArtifactError, ModelUnavailable
 from predictor.runtimes import RUNTIMES
 from predictor.settings import ServingSettings
-from visionops.contract import MODEL_URI_ENV
+from visionops.contract import MODEL_URI_ENV, PREDICTOR_LINE_PREFIX
 
 if TYPE_CHECKING:
     from predictor.model import DefectDetector
@@ -144,7 +144,7 @@ def loaded_line(model: DefectDetector) -> str:
     info = model.info.as_dict() if model.info else {}
     session = model.session
     runtime = f"{session.runtime} {session.version} ({session.threads} threads per inference)" if session else "?"
-    return (f"visionops serve: model {model.name!r} loaded from {info.get('source')} (registered name "
+    return (f"{PREDICTOR_LINE_PREFIX}model {model.name!r} loaded from {info.get('source')} (registered name "
             f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}) "
             f"on {runtime}; thresholds {model.settings.as_dict() if model.settings else {}}")
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             **{setting: getattr(args, setting) for setting in LIMIT_FLAGS},
         })
     except ValueError as exc:
-        print(f"visionops serve: {exc}", file=sys.stderr)
+        print(f"{PREDICTOR_LINE_PREFIX}{exc}", file=sys.stderr)
         return 2
 
     from predictor.model import DefectDetector, request_memory_bound
@@ -178,15 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         print(loaded_line(model), flush=True)
     except ModelUnavailable as exc:
         if not settings.model_poll_seconds:
-            print(f"visionops serve: no model at {next(iter(source.values()))}: {exc}", file=sys.stderr)
+            print(f"{PREDICTOR_LINE_PREFIX}no model at {next(iter(source.values()))}: {exc}", file=sys.stderr)
             return 1
         model.wait_for_model(exc, settings.model_poll_seconds, on_loaded=lambda: print(loaded_line(model), flush=True))
     except (ModelArtifactError, ValueError) as exc:
-        print(f"visionops serve: cannot load the model from {next(iter(source.values()))}: {exc}", file=sys.stderr)
+        print(f"{PREDICTOR_LINE_PREFIX}cannot load the model from {next(iter(source.values()))}: {exc}",
+              file=sys.stderr)
         return 1
-    print(f"visionops serve: one request adds at most about {request_memory_bound(settings) >> 20} MiB to the idle "
-          f"server (its body and one image at the limits; images decoded at once: {settings.max_parallel_images})",
-          flush=True)
+    bound = request_memory_bound(settings) >> 20
+    print(f"{PREDICTOR_LINE_PREFIX}one request adds at most about {bound} MiB to the idle server (its body and one "
+          f"image at the limits; images decoded at once: {settings.max_parallel_images})", flush=True)
     print("\n".join(endpoint_lines(settings.model_name, args.http_port)), flush=True)
     try:
         server = PredictorServer(
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             ssl_keyfile=args.ssl_keyfile,
         )
     except ValueError as exc:
-        print(f"visionops serve: {exc}", file=sys.stderr)
+        print(f"{PREDICTOR_LINE_PREFIX}{exc}", file=sys.stderr)
         return 2
     server.start([model])
     return 0

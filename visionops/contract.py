@@ -74,6 +74,9 @@ INIT_FROM_ENV = "VISIONOPS_INIT_FROM"
 MODEL_URI_ENV = "VISIONOPS_MODEL_URI"  # the predictor's model (set by the chart, patched by the operator)
 TERMINATION_LOG = "/dev/termination-log"  # a Job container's result file: Kubernetes keeps it as its message
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes of a termination message Kubernetes keeps
+# What the predictor's own lines on stderr start with: its last one before an exit is the reason it gives up (the
+# operator quotes it from the pod's termination message, FallbackToLogsOnError).
+PREDICTOR_LINE_PREFIX = "visionops serve: "
 
 
 # ---------------------------------------------------------------- result documents

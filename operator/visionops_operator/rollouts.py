@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visionops import production
+from visionops.contract import PREDICTOR_LINE_PREFIX
 
 from . import conditions as c
 from .builders import MODEL_URI_ENV, PREDICTOR_CONTAINER
@@ -75,12 +76,23 @@ def predictor_pod(pod: Mapping[str, Any]) -> PredictorPod:
             problems.append(f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
         last = (cs.get("lastState") or {}).get("terminated") or {}
         if last:
-            text = (last.get("message") or "").strip().splitlines()
-            problems.append(f"last exit {last.get('exitCode')}: {text[-1] if text else last.get('reason', '')}")
+            said = last_words(last.get("message") or "") or last.get("reason", "")
+            problems.append(f"last exit {last.get('exitCode')}: {said}")
     return PredictorPod(name=(pod.get("metadata") or {}).get("name", ""), uri=env.get(MODEL_URI_ENV, ""),
                         ready=ready, terminating=bool((pod.get("metadata") or {}).get("deletionTimestamp")),
                         ip=st.get("podIP") or "", port=int(ports[0]) if ports else 8080,
                         problem="; ".join(problems))
+
+
+def last_words(log_tail: str, limit: int = 600) -> str:
+    """What a predictor said last before it exited: from its last own line (``visionops serve: ...``, whose
+    error may span lines) to the end, on one line; else the last line of the tail."""
+    lines = [line.strip() for line in log_tail.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    own = [i for i, line in enumerate(lines) if line.startswith(PREDICTOR_LINE_PREFIX)]
+    said = " ".join(lines[own[-1]:]) if own else lines[-1]
+    return said if len(said) <= limit else said[:limit] + "..."
 
 
 def isvc_uri(isvc: Mapping[str, Any]) -> str:

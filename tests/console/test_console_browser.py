@@ -29,6 +29,7 @@ from consoletools import (
     until,
 )
 from fixtures.cluster import KubeCluster, wait_until
+from fixtures.predictor_pods import predictor_pod
 
 from visionops.local_mlflow import free_port
 
@@ -104,14 +105,7 @@ def serve_version(namespace: str, model: str, version: str) -> None:
         return any(e["name"] == "VISIONOPS_MODEL_URI" and e.get("value") == uri for e in env)
 
     wait_until(f"the InferenceService to point at {uri}", pointed, timeout=90)
-    name = f"{ISVC_NAME}-v{version}"
-    core_api().create_namespaced_pod(namespace, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": ISVC_NAME}},
-        "spec": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0",
-                                 "env": [{"name": "VISIONOPS_MODEL_URI", "value": uri}]}]}})
-    core_api().patch_namespaced_pod_status(name, namespace, {"status": {"podIP": "10.0.0.9", "conditions": [
-        {"type": "Ready", "status": "True"}]}})
+    predictor_pod(core_api(), namespace, ISVC_NAME, f"{ISVC_NAME}-v{version}", uri)
 
 
 @pytest.fixture(scope="module")

@@ -264,12 +264,15 @@ def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(e2e_r
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{release.diagnostics()}"
         release.wait(f"only version {version} to answer", lambda v=version: answers_only(release, image, v), 120, 1)
         timings[what] = time.monotonic() - started
+        print(f"[e2e timing] {what}: only version {version} answering {timings[what]:.1f} s after the request")
 
     # The MLflow UI's way: move the alias; spec.version and serving follow.
     started = time.monotonic()
     mlflow_post(release, "registered-models/alias", {"name": MODEL, "alias": "production", "version": v2})
     release.wait("serving to follow the alias", lambda: answers_only(release, image, v2), 300, 1)
     timings["alias moved in MLflow"] = time.monotonic() - started
+    print(f"[e2e timing] alias moved in MLflow: only version {v2} answering {timings['alias moved in MLflow']:.1f} s "
+          "after the move")
     assert release.get("modeldeployment", PREDICTOR)["spec"]["version"] == v2
 
     # kubectl, with a version that cannot load: RolloutFailed with the predictor's error; v2 answers throughout.
@@ -300,8 +303,6 @@ def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(e2e_r
     assert [h["version"] for h in json.loads(tags["visionops.io/production-history"])][-5:] == [v2, v1, v2, v3, v2]
     history = deploy(release, "history")
     assert history.returncode == 0 and "rollout-failed" in history.stdout, history
-    for what, seconds in timings.items():
-        print(f"[e2e timing] {what}: version answering {seconds:.1f} s after the request")
     _passed.add("deploy")
 
 

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import fixtures.predictor_pods
 import pytest
 from k8s import condition, core, create, custom, get, wait_until
 from mlflow.tracking import MlflowClient
@@ -38,14 +39,7 @@ def served_uri(namespace: str) -> str:
 
 
 def predictor_pod(namespace: str, name: str, uri: str, ready: bool = True) -> None:
-    """A predictor pod of ``uri`` as KServe would make it, with the status a kubelet would give it."""
-    core().create_namespaced_pod(namespace, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": ISVC_NAME}},
-        "spec": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0",
-                                 "env": [{"name": "VISIONOPS_MODEL_URI", "value": uri}]}]}})
-    core().patch_namespaced_pod_status(name, namespace, {"status": {"podIP": "10.0.0.9", "conditions": [
-        {"type": "Ready", "status": "True" if ready else "False"}]}})
+    fixtures.predictor_pods.predictor_pod(core(), namespace, ISVC_NAME, name, uri, ready)
 
 
 def registered(mlflow_uri: str, model: str, count: int) -> list[str]:

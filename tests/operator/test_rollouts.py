@@ -60,6 +60,11 @@ def test_predictor_pod_reads_env_readiness_and_the_last_termination_line():
                                           "lastState": last}]}})
     assert view.uri == URI and not view.ready and view.ip == "10.1.2.3" and view.port == 8080
     assert view.problem == "CrashLoopBackOff; last exit 1: visionops serve: bad"
+    tail = "INFO starting\nvisionops serve: cannot load the model from models:/m/3: Exception from src:\n" \
+           "Model can't be parsed\n"
+    assert r.last_words(tail) == "visionops serve: cannot load the model from models:/m/3: Exception from src: " \
+                                 "Model can't be parsed"
+    assert r.last_words("just one line\n") == "just one line" and r.last_words("") == ""
 
 
 def test_status_through_a_rollout_that_serves_then_one_that_fails_and_goes_back():

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+import fixtures.predictor_pods
 import pytest
 from k8s import batch, condition, core, create, custom, get, jobs, settled_event_reasons, wait_until
 from mlflow.tracking import MlflowClient
@@ -24,14 +25,7 @@ def waiter_running(waiter: subprocess.Popen) -> bool:
 
 def predictor_pod(namespace: str, isvc_name: str, uri: str) -> None:
     """A Ready predictor pod of ``uri``, as KServe and a kubelet would make it (no node here)."""
-    name = f"{isvc_name}-predictor-{abs(hash(uri)) % 10**6}"
-    core().create_namespaced_pod(namespace, {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": isvc_name}},
-        "spec": {"containers": [{"name": "kserve-container", "image": "visionops-predictor:0.1.0",
-                                 "env": [{"name": "VISIONOPS_MODEL_URI", "value": uri}]}]}})
-    core().patch_namespaced_pod_status(name, namespace, {"status": {"podIP": "10.0.0.9", "conditions": [
-        {"type": "Ready", "status": "True"}]}})
+    fixtures.predictor_pods.predictor_pod(core(), namespace, isvc_name, f"{isvc_name}-predictor-1", uri)
 
 
 def isvc(namespace: str, name: str) -> dict:
