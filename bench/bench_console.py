@@ -7,7 +7,8 @@ MLflow calls made directly by this process with the same clients:
 
 - the runs list   ``GET /training``            list TrainingRuns (the published schema of the form is cached 60 s)
 - a run page      ``GET /training/<name>``     get the TrainingRun, 10 metric histories, pods, Events
-- the deploy page ``GET /deploy``              registered models, the model, its versions, their runs, the ISVC
+- the deploy page ``GET /deploy``              registered models, the model, its versions, their runs, the
+                                               ModelDeployments, the ISVC
 
     .venv/bin/python bench/bench_console.py [--runs 200] [--versions 50] [--repeat 15] [--kubeconfig PATH]
 
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             experiments = [e.experiment_id for e in mlflow.search_experiments()]
             ids = ", ".join(f"'{v.run_id}'" for v in found)
             mlflow.search_runs(experiments, filter_string=f"attributes.run_id IN ({ids})", max_results=1000)
+            custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modeldeployments")  # production
             with contextlib.suppress(kubernetes.client.rest.ApiException):  # none here: a 404, as the console gets
                 custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices",
                                                     "visionops-predictor")
