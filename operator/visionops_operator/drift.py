@@ -12,8 +12,9 @@ from typing import Any
 
 import kopf
 
-from visionops import config
+from visionops import config, production
 from visionops.contract import DriftResult
+from visionops.mlflow_rest import MlflowRestError
 
 from . import GROUP, VERSION, builders, kube, metrics, status, tracking
 from . import conditions as c
@@ -96,8 +97,11 @@ def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: ko
     if spec.get("initFrom") or not mlflow_uri:
         return None
     name = (spec.get("model") or {}).get("name") or config.load("training")["registered_model_name"]
-    version = tracking.production_version(tracking.client(mlflow_uri), name)
-    if version is None:
+    try:
+        version = production.alias_version(tracking.client(mlflow_uri), name)
+    except (MlflowRestError, OSError):
+        version = ""  # MLflow cannot say: from scratch rather than no retraining
+    if not version:
         logger.info(f"no production version of {name}: the retraining starts from scratch")
         return None
     return f"models:/{name}/{version}"

@@ -48,13 +48,3 @@ def result_from_run(mlflow: MlflowRestClient, run_id: str) -> dict[str, Any]:
     scores = {k: metrics[k] for k in SUMMARY_METRICS if k in metrics}
     return TrainingResult(run_id=run_id, status=run.info.status, metrics=scores).to_dict()
 
-
-def production_version(mlflow: MlflowRestClient, name: str) -> str | None:
-    """The version under the production alias of ``name``; ``None`` when there is none or MLflow cannot say."""
-    from visionops.mlflow_rest import MlflowRestError
-    from visionops.registry import aliases
-
-    try:
-        return mlflow.get_model_version_by_alias(name, aliases()[1]).version
-    except (MlflowRestError, OSError):
-        return None
