@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionops import model_versions
 from visionops.contract import CLASS_MAP_FILE, DATA_CARD_FILE, TRACKING_URI_ENV
 from visionops.contract import ONNX_FILE as MODEL_FILE
 from visionops.model_versions import ModelRef as RegistryRef
@@ -83,14 +84,12 @@ def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | 
 
     if not tracking_uri:
         raise ModelArtifactError(f"{ref.uri} needs an MLflow tracking URI (--tracking-uri or {TRACKING_URI_ENV})")
-    client = MlflowClient(tracking_uri=tracking_uri)
     try:
-        if ref.version:
-            version = client.get_model_version(ref.name, ref.version)
-        else:
-            version = client.get_model_version_by_alias(ref.name, ref.alias)
-    except MlflowException as exc:
-        raise ModelUnavailable(f"cannot fetch {ref.uri} from {tracking_uri}: {exc.message}") from exc
+        version = model_versions.resolve(tracking_uri, ref)  # no such version or alias (yet): wait for one
+    except model_versions.ModelVersionError as exc:
+        said = getattr(exc.__cause__, "message", None) or str(exc)
+        raise ModelUnavailable(f"cannot fetch {ref.uri} from {tracking_uri}: {said}") from exc
+    client = MlflowClient(tracking_uri=tracking_uri)
     try:
         # the version's own artifact location: the files are those of the version reported even if the
         # alias moves meanwhile, and no models:/ URI needs a separately configured registry URI
@@ -107,8 +106,7 @@ def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | 
                                                 tracking_uri=tracking_uri)
     except MlflowException as exc:
         raise ModelArtifactError(f"cannot fetch {ref.uri} from {tracking_uri}: {exc.message}") from exc
-    aliases = list(getattr(version, "aliases", None) or [])
-    alias = ref.alias or (aliases[0] if aliases else UNKNOWN)
+    alias = ref.alias or (version.aliases[0] if version.aliases else UNKNOWN)
     info = ModelInfo(name=ref.name, version=str(version.version), run_id=version.run_id or UNKNOWN,
                      alias=alias, source=ref.uri)
     return dst, info

@@ -40,12 +40,14 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class ResolvedVersion:
-    """A version as the registry answered: its number, training run and tags."""
+    """A version as the registry answered: its number, training run, tags, artifact source and aliases."""
 
     ref: ModelRef
     version: str
     run_id: str
     tags: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    aliases: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, str]:
         """``{uri, name, version, run_id}`` for result documents."""
@@ -99,7 +101,8 @@ def resolve(tracking_uri: str, ref: ModelRef) -> ResolvedVersion:
             found = client.get_model_version_by_alias(ref.name, ref.alias)
     except MlflowException as exc:
         raise ModelVersionError(f"cannot resolve {ref.uri} at {tracking_uri}: {exc.message}") from exc
-    return ResolvedVersion(ref, str(found.version), found.run_id or "", dict(found.tags or {}))
+    return ResolvedVersion(ref, str(found.version), found.run_id or "", dict(found.tags or {}),
+                           found.source or "", list(getattr(found, "aliases", None) or []))
 
 
 def download_weights(tracking_uri: str, version: ResolvedVersion, dst: Path) -> Path:
