@@ -1,7 +1,9 @@
-"""Thin access to the Kubernetes API (the official client), returning plain dicts.
+"""Thin access to the Kubernetes API, returning plain dicts.
 
-Responses are decoded straight from JSON (``_preload_content=False``): the handlers want dicts, and the
-client's model classes cost CPU on every call for nothing.
+The official client gives the connection (kubeconfig or ServiceAccount, TLS, token refresh) and the HTTP
+pool; the requests are plain REST calls with JSON bodies. The client's generated API methods validate
+every argument with pydantic and turn dict bodies into model objects and back: several times the CPU of the
+request itself, for handlers that build and want dicts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import functools
 import json
 import os
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.rest import ApiException
@@ -17,8 +20,9 @@ from kubernetes.client.rest import ApiException
 from . import GROUP, VERSION
 
 KSERVE_GROUP, KSERVE_VERSION = "serving.kserve.io", "v1beta1"
-RAW = {"_preload_content": False}
 FIELD_MANAGER = "visionops-operator"  # who the API server records for the operator's own spec changes
+JSON, MERGE_PATCH, STRATEGIC_MERGE_PATCH = (
+    "application/json", "application/merge-patch+json", "application/strategic-merge-patch+json")
 
 
 @functools.cache
@@ -35,8 +39,8 @@ def _client() -> kubernetes.client.ApiClient:
 
 
 def warm_up() -> None:
-    """Build the client and load the API classes now (the first use of CoreV1Api costs over a second)."""
-    batch(), core(), custom()
+    """Build the client now (before the first event, not during it)."""
+    _client()
 
 
 def reset() -> None:
@@ -44,118 +48,121 @@ def reset() -> None:
     _client.cache_clear()
 
 
-def _json(response: Any) -> Any:
+def request(method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
+            content_type: str = JSON) -> Any:
+    """One REST call: ``body`` sent as JSON, the answer decoded; :class:`ApiException` on a non-2xx status.
+
+    The answer is read to its end, which hands the connection back to the pool (an unread answer keeps its
+    connection, and the next call opens a new one: a TLS handshake each).
+    """
+    client = _client()
+    method, url, headers, _, _ = client.param_serialize(
+        method, path, query_params=list((query or {}).items()) or None,
+        header_params={"Accept": JSON, "Content-Type": content_type}, auth_settings=["BearerToken"])
+    response = client.call_api(method, url, headers, body)
+    response.read()
+    if not 200 <= response.status <= 299:
+        ApiException.from_response(http_resp=response, body=None, data=None)  # raises, by the status's kind
     return json.loads(response.data)
 
 
-def batch() -> kubernetes.client.BatchV1Api:
-    return kubernetes.client.BatchV1Api(_client())
+def _path(group: str, version: str, namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
+    root = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    parts = [root] + ([f"namespaces/{quote(namespace)}"] if namespace else []) + [plural]
+    parts += [quote(name)] if name else []
+    parts += [sub] if sub else []
+    return "/".join(parts)
 
 
-def core() -> kubernetes.client.CoreV1Api:
-    return kubernetes.client.CoreV1Api(_client())
+def _ours(namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
+    return _path(GROUP, VERSION, namespace, plural, name, sub)
 
 
-def custom() -> kubernetes.client.CustomObjectsApi:
-    return kubernetes.client.CustomObjectsApi(_client())
-
-
-def ensure_job(namespace: str, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create the Job, or return the existing one of that name: ``(job, created)``. Never makes two."""
+def _get_or_none(path: str) -> dict[str, Any] | None:
     try:
-        return _json(batch().create_namespaced_job(namespace, job, **RAW)), True
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return _json(batch().read_namespaced_job(job["metadata"]["name"], namespace, **RAW)), False
-
-
-def ensure_cronjob(namespace: str, cronjob: dict[str, Any]) -> dict[str, Any]:
-    """Create the CronJob or bring its schedule, suspension and template to the desired ones."""
-    try:
-        return _json(batch().create_namespaced_cron_job(namespace, cronjob, **RAW))
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    patch = {"spec": cronjob["spec"]}
-    return _json(batch().patch_namespaced_cron_job(cronjob["metadata"]["name"], namespace, patch, **RAW))
-
-
-def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
-    return _json(core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}", **RAW))["items"]
-
-
-def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-    """One of our custom resources, or ``None`` when it does not exist."""
-    try:
-        return _json(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, **RAW))
+        return request("GET", path)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
+
+
+def _create_or_get(path: str, body: dict[str, Any], query: dict[str, str] | None = None
+                   ) -> tuple[dict[str, Any], bool]:
+    """Create, or return the existing object of that name: ``(object, created)``. Never makes two."""
+    try:
+        return request("POST", path, body, query=query), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return _get_or_none(f"{path}/{quote(body['metadata']['name'])}") or {}, False
+
+
+def ensure_job(namespace: str, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create the Job, or return the existing one of that name: ``(job, created)``. Never makes two."""
+    return _create_or_get(_path("batch", "v1", namespace, "jobs"), job)
+
+
+def ensure_cronjob(namespace: str, cronjob: dict[str, Any]) -> dict[str, Any]:
+    """Create the CronJob or bring its schedule, suspension and template to the desired ones."""
+    path = _path("batch", "v1", namespace, "cronjobs")
+    try:
+        return request("POST", path, cronjob)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return request("PATCH", f"{path}/{quote(cronjob['metadata']['name'])}", {"spec": cronjob["spec"]},
+                   content_type=STRATEGIC_MERGE_PATCH)
+
+
+def pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    return request("GET", _path("", "v1", namespace, "pods"), query={"labelSelector": selector})["items"]
+
+
+def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+    return pods(namespace, f"job-name={job_name}")
+
+
+def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """One of our custom resources, or ``None`` when it does not exist."""
+    return _get_or_none(_ours(namespace, plural, name))
 
 
 def patch_status(namespace: str, plural: str, name: str, status: dict[str, Any], resource_version: str) -> None:
     """Merge ``status`` into the resource's status, only if it is still at ``resource_version`` (else 409)."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, body, **RAW)
+    request("PATCH", _ours(namespace, plural, name, "status"), body, content_type=MERGE_PATCH)
 
 
 def list_training_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return _json(custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "trainingruns", label_selector=selector, **RAW))["items"]
+    return request("GET", _ours(namespace, "trainingruns"), query={"labelSelector": selector})["items"]
 
 
 def create_training_run(namespace: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create a TrainingRun or return the existing one of that name: ``(run, created)``."""
-    try:
-        return _json(custom().create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingruns", body,
-                                                              **RAW)), True
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return get_custom(namespace, "trainingruns", body["metadata"]["name"]) or {}, False
+    return _create_or_get(_ours(namespace, "trainingruns"), body)
 
 
 def read_inference_service(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return _json(custom().get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace,
-                                                           "inferenceservices", name, **RAW))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return _get_or_none(_path(KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name))
 
 
 def patch_inference_service(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-    return _json(custom().patch_namespaced_custom_object(
-        KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name, patch, **RAW))
+    return request("PATCH", _path(KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name), patch,
+                   content_type=MERGE_PATCH)
 
 
 def list_custom(namespace: str | None, plural: str) -> list[dict[str, Any]]:
     """Our custom resources of ``plural`` in ``namespace`` (every namespace when ``None``)."""
-    api = custom()
-    if namespace is None:
-        return _json(api.list_cluster_custom_object(GROUP, VERSION, plural, **RAW))["items"]
-    return _json(api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **RAW))["items"]
+    return request("GET", _ours(namespace, plural))["items"]
 
 
 def create_custom(namespace: str, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create one of our custom resources or return the existing one of that name: ``(object, created)``."""
-    try:
-        return _json(custom().create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body,
-                                                              field_manager=FIELD_MANAGER, **RAW)), True
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return get_custom(namespace, plural, body["metadata"]["name"]) or {}, False
+    return _create_or_get(_ours(namespace, plural), body, query={"fieldManager": FIELD_MANAGER})
 
 
 def patch_custom(namespace: str, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
     """Merge-patch one of our custom resources (its spec or metadata) as the operator's field manager."""
-    return _json(custom().patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch,
-                                                         field_manager=FIELD_MANAGER, **RAW))
-
-
-def pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return _json(core().list_namespaced_pod(namespace, label_selector=selector, **RAW))["items"]
+    return request("PATCH", _ours(namespace, plural, name), patch, query={"fieldManager": FIELD_MANAGER},
+                   content_type=MERGE_PATCH)
