@@ -10,16 +10,17 @@ from typing import Any
 import kopf
 
 from . import GROUP, deployments, drift, kube, metrics, progress, training  # noqa: F401 - importing registers handlers
+from . import conditions as c
 from . import settings as operator_settings
+from .persistence import MemoryDiffBaseStorage, RetryStorage
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """Own annotations under our domain, no chatter as Events; settings parsed once; the progress loop."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    """Retry state under our domain, the last handled state in memory (no annotation), no chatter as Events;
+    settings parsed once; the progress loop."""
+    settings.persistence.progress_storage = RetryStorage()
+    settings.persistence.diffbase_storage = MemoryDiffBaseStorage(followed_kinds=(c.TRAINING_RUN, c.DRIFT_CHECK))
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # only ever added for on.delete handlers: none
     settings.posting.level = logging.WARNING  # our Events are posted explicitly, one per transition
     settings.watching.server_timeout = 300

@@ -151,6 +151,34 @@ def test_rejected_promotion_keeps_production_and_says_why(
     assert "production" not in aliases
 
 
+def test_manual_promotion_waits_for_the_annotation(run_operator, pod_runner, claims, k8s_namespace, mlflow_uri):
+    """``spec.promotion.mode: manual``: the run waits, and ``kubectl annotate tr/X visionops.io/promote=true``
+    promotes it (the README's words; the annotation once never reached the operator: kopf hid our prefix)."""
+    ns, model = k8s_namespace, f"detector-{k8s_namespace}"
+    spec = training_spec(model, 0.0)
+    spec["promotion"]["mode"] = "manual"
+    with run_operator():
+        create(ns, "trainingruns", "tr-manual", spec)
+        pod = pod_runner.wait_for_pod("visionops.io/training-run=tr-manual")
+        assert pod_runner.run(pod).returncode == 0
+        waiting = wait_until(phase_is(ns, "tr-manual", "Succeeded"), 120, what="the run to succeed")
+        assert condition(waiting, "Promoted")["reason"] == "AwaitingManualPromotion", waiting["status"]
+        assert "production" not in MlflowClient(mlflow_uri).get_registered_model(model).aliases
+        custom().patch_namespaced_custom_object("visionops.io", "v1alpha1", ns, "trainingruns", "tr-manual",
+                                                {"metadata": {"annotations": {"visionops.io/promote": "true"}}})
+
+        def promoted():
+            obj = get(ns, "trainingruns", "tr-manual")
+            return obj if condition(obj, "Promoted")["status"] == "True" else None
+
+        done = wait_until(promoted, 30, what="the annotated run to be promoted")
+    version = done["status"]["modelVersion"]
+    assert MlflowClient(mlflow_uri).get_model_version_by_alias(model, "production").version == version
+    # kopf's own state is no JSON blob on the object: its diff base lives in the operator's memory
+    annotations = done["metadata"].get("annotations") or {}
+    assert not [key for key in annotations if "last-handled-configuration" in key or "kopf-managed" in key]
+
+
 def test_failed_job_shows_its_reason(run_operator, pod_runner, claims, k8s_namespace, kube_cluster):
     ns = k8s_namespace
     with run_operator():
