@@ -17,8 +17,15 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar, Self
 
+# ---------------------------------------------------------------- Kubernetes names the components share
+API_GROUP, API_VERSION = "visionops.io", "v1alpha1"  # of the CRDs in manifests/crds/ (the API's source of truth)
+TRAINING_RUN_LABEL = API_GROUP + "/training-run"  # on a training Job and its pods: the TrainingRun's name
+DRIFT_CHECK_LABEL = API_GROUP + "/drift-check"  # on a drift check's Jobs, CronJob and pods: the DriftCheck's name
+PROMOTE_ANNOTATION = API_GROUP + "/promote"  # "true" on a run awaiting manual promotion promotes it
+MODEL_VERSION_ANNOTATION = API_GROUP + "/model-version"  # on an InferenceService's predictor: the version
+
 # ---------------------------------------------------------------- MLflow tags (runs and model versions)
-TAG_PREFIX = "visionops.io/"
+TAG_PREFIX = API_GROUP + "/"
 KIND_TAG = TAG_PREFIX + "kind"  # what logged the run: TRAINING_KIND or DRIFT_KIND
 TRAINING_KIND, DRIFT_KIND = "training", "drift"
 NAMESPACE_TAG = TAG_PREFIX + "namespace"  # the custom resource behind the run (TrainingRun or DriftCheck)

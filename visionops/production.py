@@ -16,15 +16,16 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from visionops import registry
+from visionops.contract import API_GROUP, API_VERSION, TAG_PREFIX
 
 if TYPE_CHECKING:
     from visionops.registry import Client
 
-GROUP, VERSION, PLURAL, KIND = "visionops.io", "v1alpha1", "modeldeployments", "ModelDeployment"
-CHANGE_CAUSE = "visionops.io/change-cause"  # annotation sent with spec.version by the tools: why
-HISTORY_TAG = "visionops.io/production-history"  # registered-model tag: JSON list, newest last
-ROLLOUT_TAG = "visionops.io/rollout"  # model-version tag: served | failed
-ROLLOUT_MESSAGE_TAG = "visionops.io/rollout-message"
+GROUP, VERSION, PLURAL, KIND = API_GROUP, API_VERSION, "modeldeployments", "ModelDeployment"
+CHANGE_CAUSE = f"{GROUP}/change-cause"  # annotation sent with spec.version by the tools: why
+HISTORY_TAG = TAG_PREFIX + "production-history"  # registered-model tag: JSON list, newest last
+ROLLOUT_TAG = TAG_PREFIX + "rollout"  # model-version tag: served | failed
+ROLLOUT_MESSAGE_TAG = TAG_PREFIX + "rollout-message"
 HISTORY_LIMIT = 20
 TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
 ACTIVE_MODEL_METRIC = "visionops_active_model_info"  # the predictor's gauge naming the version it serves

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +74,12 @@ def aliases() -> tuple[str, str]:
 def class_metric_key(class_name: str) -> str:
     """MLflow metric key for a class's AP50: ``ap50/casting.inclusoes`` for ``casting/inclusoes``."""
     return AP50_METRIC_PREFIX + _METRIC_UNSAFE.sub("_", class_name.replace("/", "."))
+
+
+def per_class_from_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """AP50 by class name from a run's ``ap50/<product>.<class>`` metrics (:func:`class_metric_key` read back)."""
+    return {key[len(AP50_METRIC_PREFIX):].replace(".", "/", 1): value
+            for key, value in metrics.items() if key.startswith(AP50_METRIC_PREFIX)}
 
 
 def _error_code(error: BaseException) -> str | None:
@@ -165,11 +172,7 @@ def run_metrics(client: Client, run_id: str) -> ModelMetrics:
             path = client.download_artifacts(run_id, PER_CLASS_ARTIFACT, tmp)
             per_class = {str(k): float(v) for k, v in json.loads(Path(path).read_text()).items()}
     if per_class is None:
-        per_class = {
-            key[len(AP50_METRIC_PREFIX):].replace(".", "/", 1): value
-            for key, value in run.data.metrics.items()
-            if key.startswith(AP50_METRIC_PREFIX)
-        }
+        per_class = per_class_from_metrics(run.data.metrics)
     return ModelMetrics(run_id=run_id, map50=float(run.data.metrics["map50"]), per_class=per_class)
 
 

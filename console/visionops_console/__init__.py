@@ -6,6 +6,6 @@ Jobs or the predictor: it meets them where users do, in custom resources, Events
 """
 
 import visionops  # noqa: F401  (first: turns library telemetry off before MLflow is imported)
+from visionops import contract
 
-GROUP = "visionops.io"
-VERSION = "v1alpha1"
+GROUP, VERSION = contract.API_GROUP, contract.API_VERSION  # one home: visionops.contract

@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from visionops import production
+from visionops.contract import DRIFT_CHECK_LABEL as LABEL_DRIFT_CHECK
+from visionops.contract import MODEL_URI_ENV
+from visionops.contract import MODEL_VERSION_ANNOTATION as ANNOTATION_MODEL_VERSION
+from visionops.contract import PROMOTE_ANNOTATION as ANNOTATION_PROMOTE
+from visionops.contract import TRAINING_RUN_LABEL as LABEL_TRAINING_RUN
 from visionops_console import GROUP, VERSION
 
 KSERVE = ("serving.kserve.io", "v1beta1")
-LABEL_TRAINING_RUN = f"{GROUP}/training-run"
-LABEL_DRIFT_CHECK = f"{GROUP}/drift-check"
-ANNOTATION_PROMOTE = f"{GROUP}/promote"
-ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
 ANNOTATION_TRIGGERED_BY = f"{GROUP}/triggered-by"
 CREATED_BY_LABEL = "app.kubernetes.io/created-by"
 CREATED_BY = "visionops-console"
 FIELD_MANAGER = CREATED_BY  # the field manager of the console's writes (a ModelDeployment's history names it)
 SET_CAUSE, ROLLBACK_CAUSE = "console: set production", "console: rollback"  # change causes of the Deploy step
-MODEL_URI_ENV = "VISIONOPS_MODEL_URI"
 # Labels the Job controller adds to a Job's pod template; a copied template must not carry them.
 _JOB_CONTROLLER_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
                           "batch.kubernetes.io/job-name")

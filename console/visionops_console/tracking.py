@@ -20,17 +20,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from visionops import analysis
-from visionops.lineage import DATASET_ARTIFACT_DIR, DIGEST_TAG
-from visionops.registry import PER_CLASS_ARTIFACT, PROMOTION_REASON_TAG, PROMOTION_TAG
+from visionops import analysis, registry
+from visionops.contract import (
+    DATASET_ARTIFACT_DIR,
+    DIGEST_TAG,
+    KIND_TAG,
+    MAP50,
+    MAP50_95,
+    NAME_TAG,
+    PER_CLASS_ARTIFACT,
+    PRECISION,
+    PROGRESS_TAG,
+    PROMOTION_REASON_TAG,
+    PROMOTION_TAG,
+    RECALL,
+    UID_TAG,
+)
+from visionops.contract import PLOTS_ARTIFACT_DIR as PLOTS_DIR
 
-KIND_TAG = "visionops.io/kind"
-NAME_TAG = "visionops.io/name"
-NAMESPACE_TAG = "visionops.io/namespace"
-UID_TAG = "visionops.io/uid"
-PROGRESS_TAG = "visionops.io/progress"
-PLOTS_DIR = "plots"
-SUMMARY = ("precision", "recall", "map50", "map50_95")
+SUMMARY = (PRECISION, RECALL, MAP50, MAP50_95)  # in the order the pages show them
 LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss")
 # Artifact folders the console serves (images only): the Job's plots, the analysis, the dataset samples.
 SERVED_DIRS = (PLOTS_DIR, analysis.ARTIFACT_DIR, DATASET_ARTIFACT_DIR)
@@ -274,7 +282,7 @@ class Tracking:
         data = self.json_artifact(run.run_id, PER_CLASS_ARTIFACT, run.status == "FINISHED")
         if isinstance(data, dict):
             return {str(k): float(v) for k, v in data.items()}
-        return {k[len("ap50/"):].replace(".", "/", 1): v for k, v in run.metrics.items() if k.startswith("ap50/")}
+        return registry.per_class_from_metrics(run.metrics)
 
     def analysis_report(self, run: RunSummary) -> dict[str, Any] | None:
         data = self.json_artifact(run.run_id, f"{analysis.ARTIFACT_DIR}/{analysis.REPORT_JSON}",

@@ -4,6 +4,6 @@ Imported as ``visionops_operator`` (the folder ``operator/`` never shadows the s
 """
 
 import visionops  # noqa: F401  (first: turns library telemetry off before MLflow is imported)
+from visionops import contract
 
-GROUP = "visionops.io"
-VERSION = "v1alpha1"
+GROUP, VERSION = contract.API_GROUP, contract.API_VERSION  # one home: visionops.contract

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from visionops.contract import DRIFT_CHECK_LABEL as LABEL_DRIFT_CHECK
 from visionops.contract import (
     KIND_ENV,
     MODEL_URI_ENV,
@@ -19,15 +20,13 @@ from visionops.contract import (
     TRACKING_URI_ENV,
     UID_ENV,
 )
+from visionops.contract import MODEL_VERSION_ANNOTATION as ANNOTATION_MODEL_VERSION
+from visionops.contract import TRAINING_RUN_LABEL as LABEL_TRAINING_RUN
 
 from . import GROUP, VERSION
 from .settings import OperatorSettings
 
-LABEL_TRAINING_RUN = f"{GROUP}/training-run"
-LABEL_DRIFT_CHECK = f"{GROUP}/drift-check"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-ANNOTATION_PROMOTE = f"{GROUP}/promote"
-ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
 ANNOTATION_GENERATION = f"{GROUP}/generation"  # on a check Job: the DriftCheck generation it checks
 PREDICTOR_CONTAINER = "kserve-container"
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from visionops.contract import PROMOTE_ANNOTATION as ANNOTATION_PROMOTE
 from visionops.contract import SUMMARY_METRICS, DriftStatus
 
 from . import conditions as c
-from .builders import ANNOTATION_PROMOTE
 from .jobs import ACTIVE, FAILED, JobOutcome
 
 HISTORY_LIMIT = 10

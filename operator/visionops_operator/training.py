@@ -57,7 +57,7 @@ def job_finished(namespace: str, name: str, uid: str, memo: kopf.Memo, logger: k
     advance(namespace, name, uid, memo.settings, logger)
 
 
-@kopf.on.field(*RESOURCE, field=("metadata", "annotations", builders.ANNOTATION_PROMOTE), new="true")
+@kopf.on.field(*RESOURCE, field=("metadata", "annotations", d.ANNOTATION_PROMOTE), new="true")
 def promote_requested(namespace: str, name: str, uid: str, memo: kopf.Memo, logger: kopf.Logger,
                       **_: Any) -> None:
     """``visionops.io/promote=true`` on a run awaiting manual promotion: promote and roll out."""
@@ -140,7 +140,7 @@ def act(step: str, run: Mapping[str, Any], current: Mapping[str, Any], settings:
     spec = run.get("spec") or {}
     model_name, promotion = spec["model"]["name"], spec.get("promotion") or {}
     if step == d.AWAIT_MANUAL:
-        reason = f"manual promotion: annotate with {builders.ANNOTATION_PROMOTE}=true"
+        reason = f"manual promotion: annotate with {d.ANNOTATION_PROMOTE}=true"
         return partial(d.training_promotion, decision="Pending", reason=reason, cond_reason=c.AWAITING_MANUAL,
                        message=reason)
     mlflow = tracking.client(settings.mlflow_uri)
