@@ -17,7 +17,7 @@ from .persistence import MemoryDiffBaseStorage, RetryStorage
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """Retry state under our domain, the last handled state in memory (no annotation), no chatter as Events;
+    """kopf's retries under kopf.visionops.io, its last handled state in memory, no chatter as Events;
     settings parsed once; the progress loop."""
     settings.persistence.progress_storage = RetryStorage()
     settings.persistence.diffbase_storage = MemoryDiffBaseStorage(followed_kinds=(c.TRAINING_RUN, c.DRIFT_CHECK))
