@@ -7,7 +7,8 @@ why and what to do, and :meth:`DefectDetector.wait_for_model` loads it once ther
 
 V1 ``POST /v1/models/<name>:predict`` -> ``{"predictions": [<image prediction>, ...]}``.
 V2 ``POST /v2/models/<name>/infer`` -> one ``BYTES`` output ``detections`` of shape ``[n]``
-whose element i is the JSON text of image i's prediction (KServe's idiom for structured results).
+whose element i is the JSON text of image i's prediction (KServe's idiom for structured results); in the JSON
+answer, or as binary data when the request asks for it (``binary_data_output``, as ``tritonclient`` does).
 An image prediction is ``{"detections": [{class_id, class_name, confidence, bbox: [x1, y1, x2,
 y2]}], "num_detections", "image_size": {"width", "height"}, "inference_time_ms"}``.
 See :mod:`predictor.payload` for the accepted request forms, :mod:`predictor.images` for the images.
@@ -58,6 +59,7 @@ from predictor.payload import (
     images_from_v2,
     is_json,
     json_body,
+    v2_image,
 )
 from predictor.runtimes import Session
 from predictor.settings import ServingSettings
@@ -261,9 +263,10 @@ class DefectDetector(kserve.Model):
         else:
             if isinstance(payload, InferRequest):
                 values = images_from_v2(payload, settings.max_images_per_request)
+                raws = [v2_image(value, i, settings.max_image_bytes) for i, value in enumerate(values)]
             else:
                 values = images_from_v1(payload, settings.max_images_per_request)
-            raws = [decode_base64(value, i, settings.max_image_bytes) for i, value in enumerate(values)]
+                raws = [decode_base64(value, i, settings.max_image_bytes) for i, value in enumerate(values)]
         check_request_pixels([images.probe(raw, i, settings.max_image_pixels) for i, raw in enumerate(raws)],
                              settings.max_request_pixels)
         predictions = []

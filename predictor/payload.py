@@ -9,12 +9,23 @@ The V1 URL also takes the image itself as the body (``Content-Type: image/png``,
 ``image/*``; ``application/octet-stream`` stays KServe's JSON), or a ``multipart/form-data`` upload whose
 file parts are the images, in order (the old ``/predict``'s ``file`` field works); the answer has the V1 shape.
 
-Accepted V2 bodies (``POST /v2/models/<name>/infer``): exactly one input of datatype ``BYTES``
-(any name, e.g. ``image``) whose ``data`` holds one base64 string per image, ``shape`` = ``[n]``.
+Accepted V2 bodies (``POST /v2/models/<name>/infer``, the Open Inference Protocol): exactly one input of datatype
+``BYTES`` (any name, e.g. ``image``), ``shape`` = ``[n]``, one element per image, in either form:
+
+- JSON: ``data`` holds one base64 string per image (a ``data:`` URL allowed), with a JSON content type or with none
+  (``tritonclient.http`` sends its JSON untyped);
+- the binary tensor data extension (:mod:`predictor.v2_body`; ``tritonclient``'s ``binary_data=True``, KServe's
+  ``InferenceRESTClient``): each element is the image file itself (PNG, JPEG) or its base64 text.
+
+An element is read as base64 text when it is text, or bytes that are all ASCII; any other bytes are the encoded
+image itself. PNG and JPEG files begin with a non-ASCII byte (``\\x89PNG``, ``\\xff\\xd8``), so a file is never
+mistaken for base64, and a file of another format is refused for its format (415) like any other.
 
 Every problem raises :class:`PayloadError` (a KServe ``InvalidInput``) whose ``status`` is the HTTP answer
 (400; 413 over a configured limit; 415 for an image format or pixel type not accepted) and whose ``code`` is
-the reason label of ``visionops_prediction_errors_total`` and ``visionops_requests_total``.
+the reason label of ``visionops_prediction_errors_total`` and ``visionops_requests_total``. Its message never
+echoes the request's bytes: a ``b'...'`` literal and all after it is cut, unprintable characters are replaced and it
+is at most :data:`MAX_MESSAGE` characters long.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from email.message import Message
 from typing import Any
 
@@ -31,17 +43,38 @@ from kserve.protocol.infer_type import InferRequest
 
 V1_FORMS = '{"instances": [{"image": {"b64": "<base64>"}}, ...]}'
 BODY_FORMS = "an image (Content-Type image/png or image/jpeg) or a multipart/form-data upload of image files"
-V2_FORM = 'one BYTES input, shape [n], data ["<base64>", ...]'
+V2_FORM = 'one BYTES input, shape [n], data ["<base64>", ...] (or binary: the image files)'
+MAX_MESSAGE = 1000  # characters of an error message
 _DATA_URL_MARK = ";base64,"
+# the repr of a bytes value (b'..', b"..", not the 'b' of a list of names), and all that follows it
+_BYTES_LITERAL = re.compile(r"""(?<![\w'])b['"].*""", re.DOTALL)
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` fit for an error message built from client data: a bytes literal (``b'\\x89PNG...``) and all after
+    it replaced by ``<bytes omitted>``, unprintable characters by ``?``, at most ``limit`` characters."""
+    text = _BYTES_LITERAL.sub("<bytes omitted>", text)
+    text = "".join(char if char.isprintable() else "?" for char in text[:limit + 1])
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 class PayloadError(InvalidInput):
-    """A client's mistake; ``code`` is a short machine-readable reason, ``status`` the HTTP status (4xx)."""
+    """A client's mistake; ``code`` is a short machine-readable reason, ``status`` the HTTP status (4xx); the
+    message is :func:`bounded`."""
 
     def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
+        super().__init__(bounded(message))
         self.code = code
         self.status = status
+
+
+def schema_summary(errors: Iterable[dict[str, Any]], limit: int = 5) -> str:
+    """One line naming where a body misses the schema (pydantic's errors, ``loc`` from the body's root); the
+    values are not echoed."""
+    errors = list(errors)
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in errors[:limit]]
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return f"the request body does not match the endpoint's schema: {'; '.join(parts)}{more}"
 
 
 def _check_count(count: int, max_images: int) -> None:
@@ -96,15 +129,19 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def _check_size(raw: bytes, index: int, max_bytes: int) -> bytes:
+    """``raw``, an encoded image, if it is not empty and at most ``max_bytes`` long."""
+    if not raw:
+        raise PayloadError("empty_image", f"image {index} is empty")
+    if len(raw) > max_bytes:
+        raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes, over the limit of {max_bytes} "
+                                              f"bytes (max_image_bytes)", status=413)
+    return raw
+
+
 def _check_raw(raws: list[bytes], max_images: int, max_bytes: int) -> list[bytes]:
     _check_count(len(raws), max_images)
-    for index, raw in enumerate(raws):
-        if not raw:
-            raise PayloadError("empty_image", f"image {index} is empty")
-        if len(raw) > max_bytes:
-            raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes, over the limit of {max_bytes} "
-                                                  f"bytes (max_image_bytes)", status=413)
-    return raws
+    return [_check_size(raw, index, max_bytes) for index, raw in enumerate(raws)]
 
 
 def multipart_files(body: bytes, content_type: str) -> list[bytes]:
@@ -141,7 +178,7 @@ def json_body(body: bytes) -> Any:
     """A JSON body KServe left as bytes (e.g. ``application/json; charset=utf-8``), parsed."""
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise PayloadError("bad_json", f"Unrecognized request format: {exc}") from exc
 
 
@@ -216,6 +253,14 @@ def decode_base64(value: Any, index: int, max_bytes: int) -> bytes:
         raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes decoded, over the limit of "
                                               f"{max_bytes} bytes (max_image_bytes)", status=413)
     return raw
+
+
+def v2_image(value: Any, index: int, max_bytes: int) -> bytes:
+    """The encoded image of one V2 element: bytes that are not all ASCII are the image file itself (the binary
+    tensor extension); text, and ASCII bytes, are base64 (:func:`decode_base64`)."""
+    if isinstance(value, bytes) and not value.isascii():
+        return _check_size(value, index, max_bytes)
+    return decode_base64(value, index, max_bytes)
 
 
 def check_request_pixels(pixel_counts: Sequence[int], max_pixels: int) -> None:

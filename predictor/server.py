@@ -25,6 +25,7 @@ import kserve
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import DataPlane
 from starlette.exceptions import HTTPException
@@ -32,9 +33,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor import metrics
-from predictor.payload import PayloadError
+from predictor.payload import PayloadError, bounded, schema_summary
 from predictor.settings import ServingSettings
 from predictor.transport import LimitedProtocol
+from predictor.v2_body import request_from_body
 
 MMAP_THRESHOLD = 1 << 20  # bytes: larger allocations are mapped, and unmapped when freed
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -125,10 +127,7 @@ async def payload_error_handler(request: Request, exc: Exception) -> JSONRespons
 
 def schema_message(exc: RequestValidationError, limit: int = 5) -> str:
     """A one-line summary of a body that does not fit the endpoint's schema (the values are not echoed)."""
-    errors = exc.errors()
-    parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in errors[:limit]]
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-    return f"the request body does not match the endpoint's schema: {'; '.join(parts)}{more}"
+    return bounded(schema_summary(({**e, "loc": tuple(e.get("loc", ()))[1:]} for e in exc.errors()), limit))
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -167,7 +166,9 @@ def install(app: FastAPI) -> None:
 
 class ClientErrorDataPlane(DataPlane):
     """KServe's data plane whose request decoding answers 400 for anything malformed in the body or headers
-    (KServe lets e.g. ``int()`` of a non-numeric ``inference-header-content-length`` escape as a 500)."""
+    (KServe lets e.g. ``int()`` of a non-numeric ``inference-header-content-length`` escape as a 500), never with
+    the body's bytes in the message, and reads a V2 body that is not typed JSON with
+    :func:`predictor.v2_body.request_from_body` (untyped JSON, binary ``BYTES`` elements that are image files)."""
 
     def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -181,6 +182,12 @@ class ClientErrorDataPlane(DataPlane):
             module, name = type(exc).__module__, type(exc).__name__
             kind = name if module == "builtins" else f"{module}.{name}"
             raise PayloadError("bad_request", f"malformed request: {kind}: {exc}") from exc
+
+    def decode_inference_request(self, body: Any, headers: Any, model_name: str) -> Any:
+        """A V2 request; a body left as bytes is read by :func:`~predictor.v2_body.request_from_body`."""
+        if isinstance(body, bytes):
+            return request_from_body(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), model_name)
+        return super().decode_inference_request(body, headers, model_name)
 
     def _waiting(self) -> dict[str, str]:
         """``{name: why}`` of the registered models that are not ready."""
