@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/visionops
 
-.PHONY: venv demo test prebuild go-builds test-images test-node-deps lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
+.PHONY: pictures venv demo test prebuild go-builds test-images test-node-deps lint cluster-up cluster-down k8s-binaries kserve-binary kserve-up kserve-down bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -77,6 +77,15 @@ kserve-up: kserve-binary
 
 kserve-down:
 	hack/kserve.sh down
+
+# The README's pictures from a real run: the demo (its prediction.png becomes docs/demo-prediction.png), then the
+# console's browser tests with the demo's training recipe, their screenshots written to docs/console/ (root, as
+# `make test`; a plain test run writes them under .visionops/screenshots/).
+pictures: venv prebuild
+	rm -rf .visionops/pictures-demo
+	$(VENV)/bin/visionops demo --workdir .visionops/pictures-demo
+	cp .visionops/pictures-demo/prediction.png docs/demo-prediction.png
+	VISIONOPS_PICTURES=1 $(PY) -m pytest tests/console --durations=5
 
 # The end-to-end test alone: the chart on the local node (started or reused), the project's images built and
 # imported, a TrainingRun, promotion, HTTP predictions and a DriftCheck (tests/e2e; root, `make node-deps`).

@@ -10,12 +10,16 @@ runtime (``--runtimes``, default every one the predictor has):
 - HTTP V1 with ``--clients`` (4) concurrent clients, each sending every image: images/s against one client's,
   measured right before;
 - HTTP V1 with a CPU-bound process beside the server (one busy Python process): p50 against quiet.
+With ``--int8`` one more variant, ``openvino-int8``: the model quantized the way the training Job does it
+(training_job.quantize: NNCF, calibrated on the synthetic train split) served by OpenVINO from a copy of the model
+dir that carries it, through every path above; and the val map50 of the FP32 ONNX export and of the INT8 model
+(the training Job's INT8 gate, same validator), printed with their difference.
 The one-client paths take turns request by request (every path sees image i before any sees image i + 1), so a
 load that comes and goes on a shared machine falls on each path alike; then the concurrency and CPU-bound rounds.
 Each row prints its ratio, what it is against and the target (issue 16), and the CPU time per request of the process
 doing the work (steadier than wall time on a shared machine); all from one run.
 
-    .venv/bin/python bench/bench_predictor.py [--images 64] [--batch 1] [--imgsz 640] [--model-dir DIR]
+    .venv/bin/python bench/bench_predictor.py [--images 64] [--batch 1] [--imgsz 640] [--model-dir DIR] [--int8]
 
 Without --model-dir it generates a synthetic VISION dataset, trains a tiny YOLOv8n (1 epoch, 64 px, a
 few seconds) and exports it to ONNX at --imgsz (default 64; 640 costs what the real model costs per
@@ -40,6 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import requests
 from PIL import Image
@@ -50,11 +55,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from fixtures.models import train_tiny_model_dir  # noqa: E402
 from test_predictor_onnx import export_onnx_model_dir  # noqa: E402
 
+from predictor.artifacts import int8_model  # noqa: E402
 from predictor.detections import image_prediction  # noqa: E402
 from predictor.model import DefectDetector  # noqa: E402
 from predictor.onnx_yolo import YoloOnnx, preprocess  # noqa: E402
-from predictor.runtimes import ONNXRUNTIME, RUNTIMES, cpu_budget  # noqa: E402
+from predictor.runtimes import ONNXRUNTIME, OPENVINO, RUNTIMES, cpu_budget  # noqa: E402
 from predictor.settings import ServingSettings  # noqa: E402
+from visionops.contract import INT8_FILES  # noqa: E402
 from visionops.data.prepare import prepare  # noqa: E402
 from visionops.data.synth import generate  # noqa: E402
 from visionops.local_mlflow import free_port  # noqa: E402
@@ -244,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests per path first")
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES), help="runtimes to run")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the concurrency row")
+    parser.add_argument("--int8", action="store_true", help="also the INT8 model on OpenVINO, and its accuracy delta")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-predictor-"))
     try:
@@ -254,10 +262,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args: argparse.Namespace, work: Path) -> int:
     vision = generate(work / "vision")
+    dataset = prepare(vision, work / "dataset")
     if args.model_dir is None:
         print(f"training a tiny YOLOv8n (1 epoch, 64 px), ONNX export at {args.imgsz} px...", flush=True)
-        trained = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
+        trained = train_tiny_model_dir(dataset, work / "train")
         args.model_dir = export_onnx_model_dir(trained, work / "model", imgsz=args.imgsz)
+    if int8_model(args.model_dir) is not None:  # the FP32 rows serve best.onnx: a copy without the INT8 model
+        fp32_dir = work / "model-fp32"
+        shutil.copytree(args.model_dir, fp32_dir, ignore=shutil.ignore_patterns(*INT8_FILES))
+        args.model_dir = fp32_dir
+    variants = {runtime: (runtime, args.model_dir) for runtime in args.runtimes}  # label -> runtime, model dir
+    accuracy = None
+    if args.int8:
+        int8_dir, accuracy = int8_variant(args.model_dir, dataset, work)
+        variants[INT8_VARIANT] = (OPENVINO, int8_dir)
     settings = ServingSettings.from_config({"imgsz": args.imgsz, "max_images_per_request": max(args.batch, 1)})
     raw_images = load_images(vision, args.images)
     images = [base64.b64encode(raw).decode() for raw in raw_images]
@@ -285,28 +303,29 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                                       settings=replace(settings, runtime=ONNXRUNTIME))
             old.load()
             paths[(BASELINE, "torch")] = in_process(old)
-        for runtime in args.runtimes:
+        for label, (runtime, model_dir) in variants.items():
             runtime_settings = replace(settings, runtime=runtime)
-            model = DefectDetector(f"bench-{runtime}", model_dir=args.model_dir, settings=runtime_settings)
+            model = DefectDetector(f"bench-{label}", model_dir=model_dir, settings=runtime_settings)
             model.load()
             settings = model.settings  # imgsz: the ONNX model's
-            servers[runtime] = Server(args.model_dir, runtime_settings, work / f"server-{runtime}.log")
-            base = f"{servers[runtime].url}/v{{}}/models/{settings.model_name}"
-            paths |= {(FORWARD, runtime): forward_pass(YoloOnnx(args.model_dir / "best.onnx", runtime), raw_images[0]),
-                      (IN_PROCESS, runtime): in_process(model),
-                      (HTTP_V1, runtime): http_v1(base.format(1) + ":predict"),
-                      (HTTP_V2, runtime): http_v2(base.format(2) + "/infer")}
+            servers[label] = Server(model_dir, runtime_settings, work / f"server-{label}.log")
+            base = f"{servers[label].url}/v{{}}/models/{settings.model_name}"
+            served = (int8_model(model_dir) if runtime == OPENVINO else None) or model_dir / "best.onnx"
+            paths |= {(FORWARD, label): forward_pass(YoloOnnx(served, runtime), raw_images[0]),
+                      (IN_PROCESS, label): in_process(model),
+                      (HTTP_V1, label): http_v1(base.format(1) + ":predict"),
+                      (HTTP_V2, label): http_v2(base.format(2) + "/infer")}
         clocks = {key: servers[key[1]].cpu_seconds if key[0] in (HTTP_V1, HTTP_V2) else time.process_time
                   for key in paths}
         print(f"{len(paths)} paths taking turns over {len(batches)} requests each...", flush=True)
         quiet = take_turns(paths, clocks, batches, args.warmup)
         concurrency = {}
-        for runtime in args.runtimes:
-            print(f"{runtime}: 1 client, then {args.clients} concurrent clients...", flush=True)
-            url = f"{servers[runtime].url}/v1/models/{settings.model_name}:predict"
-            _, one = run_timed(paths[(HTTP_V1, runtime)], batches)
+        for label in variants:
+            print(f"{label}: 1 client, then {args.clients} concurrent clients...", flush=True)
+            url = f"{servers[label].url}/v1/models/{settings.model_name}:predict"
+            _, one = run_timed(paths[(HTTP_V1, label)], batches)
             wall, errors = concurrent_clients(url, [{"instances": b} for b in batches], args.clients)
-            concurrency[runtime] = (len(images) / one, args.clients * len(images) / wall, errors)
+            concurrency[label] = (len(images) / one, args.clients * len(images) / wall, errors)
         print("HTTP V1 beside a CPU-bound process, runtimes taking turns...", flush=True)
         with cpu_hog():
             loaded = take_turns({key: call for key, call in paths.items() if key[0] == HTTP_V1}, clocks, batches, 1)
@@ -315,19 +334,45 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             server.stop()
         session.close()
         loop.close()
-    rows = table_rows(quiet, concurrency, loaded, args)
+    rows = table_rows(quiet, concurrency, loaded, list(variants), args)
     print_table(rows, args, settings, work, len(images))
+    if accuracy is not None:
+        fp32, int8 = accuracy
+        print(f"accuracy (val map50 of the synthetic dataset at {settings.imgsz} px, the training Job's INT8 gate): "
+              f"FP32 ONNX {fp32:.3f}, INT8 {int8:.3f}, delta {int8 - fp32:+.3f}")
     return 0
 
 
+INT8_VARIANT = "openvino-int8"
+
+
+def int8_variant(model_dir: Path, dataset: Any, work: Path) -> tuple[Path, tuple[float, float]]:
+    """A copy of ``model_dir`` carrying the INT8 model (quantized at the ONNX model's input size), and the val
+    map50 of FP32 and INT8."""
+    from training_job.quantize import add_to_model_dir, export_int8, val_map50
+
+    imgsz = YoloOnnx(model_dir / "best.onnx", ONNXRUNTIME).input_size[0]
+    print(f"quantizing to INT8 at {imgsz} px (NNCF, calibrated on the synthetic train split)...", flush=True)
+    export = work / "int8-export"
+    export.mkdir()
+    shutil.copyfile(model_dir / "best.pt", export / "best.pt")
+    xml = export_int8(export / "best.pt", dataset.dataset_yaml, imgsz)
+    out = work / "model-int8"
+    shutil.copytree(model_dir, out)
+    add_to_model_dir(xml, out)
+    fp32 = val_map50(model_dir / "best.onnx", dataset.dataset_yaml, imgsz, work / "val", "fp32")
+    int8 = val_map50(xml.parent, dataset.dataset_yaml, imgsz, work / "val", "int8")
+    return out, (fp32, int8)
+
+
 def table_rows(quiet: dict[tuple[str, str], Timings], concurrency: dict[str, tuple[float, float, int]],
-               loaded: dict[tuple[str, str], Timings], args: argparse.Namespace) -> list[Row]:
+               loaded: dict[tuple[str, str], Timings], variants: list[str], args: argparse.Namespace) -> list[Row]:
     """The table: the baseline, then each runtime's rows with their ratios and targets."""
     stats = {key: latency_row(key[0], key[1], timings, args.batch) for key, timings in quiet.items()}
     baseline = next((row for (path, _), row in stats.items() if path == BASELINE), None)
     forward_ort = stats.get((FORWARD, ONNXRUNTIME))
     rows = [replace(baseline, against="baseline")] if baseline else []
-    for runtime in args.runtimes:
+    for runtime in variants:
         forward, in_proc = stats[(FORWARD, runtime)], stats[(IN_PROCESS, runtime)]
         v1, v2 = stats[(HTTP_V1, runtime)], stats[(HTTP_V2, runtime)]
         if forward_ort:

@@ -34,7 +34,7 @@ IMAGES: dict[str, tuple[str, ...]] = {
     "job": (
         "torch", "torchvision", "ultralytics", "mlflow", "evidently", "pandas", "numpy", "protobuf", "psutil",
         "onnx", "onnxruntime", "onnxslim", "opencv-python-headless", "pycocotools", "pyyaml", "pillow",
-        "requests",
+        "requests", "openvino", "nncf",  # the INT8 export (training_job/quantize.py)
     ),
     # Predictor: KServe model server + both inference runtimes (OpenVINO, ONNX Runtime: --runtime) + the MLflow
     # client (no torch, no ultralytics, no OpenCV). kubernetes, pandas and psutil come with kserve,

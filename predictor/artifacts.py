@@ -3,7 +3,9 @@
 Model artifact layout (the ``model/`` folder training logs and the registry registers):
 ``best.onnx`` (the ultralytics ONNX export the predictor runs) and ``class_map.json``
 (``{"names": [...], ...}``) are required; ``data_card.json`` is fetched when present; ``best.pt``
-(the PyTorch weights) may be there and is neither used nor downloaded here.
+(the PyTorch weights) may be there and is neither used nor downloaded here. ``best_int8.xml``/``.bin``, the
+OpenVINO INT8 model, are there when the version passed its INT8 gate (training_job.quantize): fetched, and served
+instead of ``best.onnx`` by the OpenVINO runtime (:func:`int8_model`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visionops import model_versions
-from visionops.contract import CLASS_MAP_FILE, DATA_CARD_FILE, TRACKING_URI_ENV
+from visionops.contract import CLASS_MAP_FILE, DATA_CARD_FILE, INT8_FILES, INT8_MODEL_FILE, TRACKING_URI_ENV
 from visionops.contract import ONNX_FILE as MODEL_FILE
 from visionops.model_versions import ModelRef as RegistryRef
 from visionops.model_versions import parse_models_uri  # noqa: F401  (re-exported)
 
 REQUIRED_FILES = (MODEL_FILE, CLASS_MAP_FILE)
-OPTIONAL_FILES = (DATA_CARD_FILE,)
+OPTIONAL_FILES = (DATA_CARD_FILE, *INT8_FILES)
 UNKNOWN = "unknown"
 
 # models:/<name>@<alias>  or  models:/<name>/<version>  or  models:/<name> (default alias)
@@ -73,6 +75,13 @@ def validate_model_dir(model_dir: Path) -> tuple[Path, list[str]]:
         raise ModelArtifactError(f"model dir {model_dir} lacks {', '.join(missing)} (expected "
                                  f"{' and '.join(REQUIRED_FILES)}; found {present})")
     return model_dir / MODEL_FILE, read_class_names(model_dir / CLASS_MAP_FILE)
+
+
+def int8_model(model_dir: Path) -> Path | None:
+    """The INT8 model's ``.xml`` when the model dir holds both of its files (the version passed its gate)."""
+    if all((model_dir / name).is_file() for name in INT8_FILES):
+        return model_dir / INT8_MODEL_FILE
+    return None
 
 
 def fetch_from_registry(ref: RegistryRef, tracking_uri: str | None, dst: Path | None = None) -> tuple[Path, ModelInfo]:

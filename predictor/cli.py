@@ -143,7 +143,8 @@ def loaded_line(model: DefectDetector) -> str:
     """The line printed once the model is loaded: where from, which version, on what, the thresholds."""
     info = model.info.as_dict() if model.info else {}
     session = model.session
-    runtime = f"{session.runtime} {session.version} ({session.threads} threads per inference)" if session else "?"
+    runtime = (f"{session.runtime} {session.version}, {session.precision.upper()} ({session.threads} threads per "
+               f"inference)" if session else "?")
     return (f"{PREDICTOR_LINE_PREFIX}model {model.name!r} loaded from {info.get('source')} (registered name "
             f"{info.get('name')}, version {info.get('version')}, run {info.get('run_id')}, alias {info.get('alias')}) "
             f"on {runtime}; thresholds {model.settings.as_dict() if model.settings else {}}")

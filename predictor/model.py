@@ -45,6 +45,7 @@ from predictor.artifacts import (
     ModelInfo,
     RegistryRef,
     fetch_from_registry,
+    int8_model,
     parse_models_uri,
     validate_model_dir,
 )
@@ -61,7 +62,7 @@ from predictor.payload import (
     json_body,
     v2_image,
 )
-from predictor.runtimes import Session
+from predictor.runtimes import OPENVINO, Session
 from predictor.settings import ServingSettings
 
 BODY_COPIES = 4  # a body is held about this many times while it is read and parsed (bytes, joined, JSON strings)
@@ -154,16 +155,21 @@ class DefectDetector(kserve.Model):
             local_dir = self.model_dir
             info = ModelInfo(name=self.name, source=str(local_dir))
         onnx_path, class_names = validate_model_dir(local_dir)
-        detector = YoloOnnx(onnx_path, settings.runtime, threads=self.intra_op_threads)
+        int8 = int8_model(local_dir)
+        if int8 is not None and settings.runtime != OPENVINO:
+            log.warning("the version carries an INT8 model, which only the OpenVINO runtime serves; serving %s "
+                        "(FP32) on %s", onnx_path.name, settings.runtime)
+        served = int8 if int8 is not None and settings.runtime == OPENVINO else onnx_path
+        detector = YoloOnnx(served, settings.runtime, threads=self.intra_op_threads)
         if detector.num_classes != len(class_names):
             raise ModelArtifactError(
-                f"class_map.json names {len(class_names)} classes but {onnx_path} outputs {detector.output_channels} "
+                f"class_map.json names {len(class_names)} classes but {served} outputs {detector.output_channels} "
                 f"channels per box (4 box coordinates + {detector.num_classes} class scores); the two files come "
                 f"from different runs")
         width, height = detector.input_size
         if (width, height) != (settings.imgsz, settings.imgsz):
             log.warning("imgsz %d differs from the static input size %dx%d of %s; using the model's",
-                        settings.imgsz, width, height, onnx_path)
+                        settings.imgsz, width, height, served)
             if width == height:
                 settings = dataclasses.replace(settings, imgsz=width)
         self.settings, self.info, self.class_names, self._detector = settings, info, class_names, detector

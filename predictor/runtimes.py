@@ -1,5 +1,8 @@
 """The CPU runtimes that run the registered ``best.onnx``: ONNX Runtime and OpenVINO, behind one small interface.
 
+OpenVINO also runs the version's INT8 model (``best_int8.xml``, an OpenVINO IR) when it carries one: its
+``precision`` is then ``int8`` (else ``fp32``).
+
 Both read the same ONNX file of the registered version; OpenVINO converts it in memory at load (its ONNX
 frontend: 0.03 s of a 0.25 s load for YOLOv8n at 640 px, the CPU compile being the rest), so the registry holds one
 model file for every runtime.
@@ -7,9 +10,8 @@ Each runtime runs f32 (OpenVINO's default precision hint is bf16 on CPUs with na
 what the parity with ``best.pt`` is measured on) with ``threads`` threads per inference; :func:`cpu_budget` is what
 ``threads=0`` means: the CPUs this container may use (its cgroup CPU limit, rounded up, or the cores it may run on).
 The runtime libraries are imported only by the runtime chosen. ``import openvino`` would send a usage event to
-Google Analytics from a forked process (its ``openvino-telemetry`` package, on unless ``$HOME/intel`` holds an
-opt-out file): :func:`quiet_openvino`, run when this module is imported, makes that package unimportable, and
-OpenVINO then uses its own no-op stub (what it does when the package is not installed).
+Google Analytics: ``visionops.telemetry`` (run when ``visionops`` is imported, which this module does) makes its
+telemetry package unimportable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ from predictor.artifacts import ModelArtifactError
 
 ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
+FP32, INT8 = "fp32", "int8"
+IR_SUFFIX = ".xml"  # an OpenVINO IR (its weights in the .bin beside it): the INT8 model
 RUNTIMES = (ONNXRUNTIME, OPENVINO)
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
@@ -49,6 +52,7 @@ class Session(Protocol):
     runtime: str
     version: str
     threads: int
+    precision: str
     signature: Signature
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
@@ -89,18 +93,9 @@ def cpu_budget() -> int:
     return cpus_from_cgroup(read_cpu_max(), len(os.sched_getaffinity(0)))
 
 
-def quiet_openvino() -> None:
-    """Keep ``openvino-telemetry`` out of this process (before ``import openvino``): no usage event, no fork.
-    Called when this module is imported (every predictor process imports it), like ``visionops.telemetry``."""
-    sys.modules.setdefault("openvino_telemetry", None)  # None: `import openvino_telemetry` raises ImportError
-
-
-quiet_openvino()
-
-
 def open_session(runtime: str, path: Path, threads: int = 0) -> Session:
-    """Load ``path`` (an ONNX file) on ``runtime`` with ``threads`` threads per inference (0: :func:`cpu_budget`).
-    A file the runtime cannot read raises :class:`ModelArtifactError` naming it."""
+    """Load ``path`` (an ONNX file, or on OpenVINO also an IR ``.xml``) on ``runtime`` with ``threads`` threads per
+    inference (0: :func:`cpu_budget`). A file the runtime cannot read raises :class:`ModelArtifactError` naming it."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
@@ -118,6 +113,7 @@ class OnnxRuntimeSession:
     """ONNX Runtime's CPU provider (``InferenceSession.run`` is thread-safe)."""
 
     runtime = ONNXRUNTIME
+    precision = FP32
 
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
@@ -150,11 +146,17 @@ class OpenVinoSession:
         import openvino as ov
         from openvino.frontend import FrontEndManager
 
+        is_ir = path.suffix == IR_SUFFIX
         try:
-            frontend = FrontEndManager().load_by_framework("onnx")  # only ONNX: no guessing among frontends
-            model = frontend.convert(frontend.load(str(path)))
+            if is_ir:  # the INT8 model, weights in the .bin beside it
+                model = ov.Core().read_model(str(path))
+            else:
+                frontend = FrontEndManager().load_by_framework("onnx")  # only ONNX: no guessing among frontends
+                model = frontend.convert(frontend.load(str(path)))
         except Exception as exc:  # GeneralFailure, OpConversionFailure, RuntimeError...
-            raise ModelArtifactError(f"cannot load ONNX model {path}: {type(exc).__name__}: {exc}") from exc
+            kind = "OpenVINO IR" if is_ir else "ONNX model"
+            raise ModelArtifactError(f"cannot load {kind} {path}: {type(exc).__name__}: {exc}") from exc
+        self.precision = INT8 if is_ir else FP32
         # no pinning: threads pinned to the first cores it sees would put every replica on a node on the same cores
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
                   "ENABLE_CPU_PINNING": False}

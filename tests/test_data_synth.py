@@ -82,3 +82,13 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="train_images must be an integer >= 1, got 0"):
         generate(tmp_path / "x", train_images=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_every_vision_class_has_a_look_of_its_own() -> None:
+    """A class is told by its defect (shape and colour), never only by the product around it."""
+    from visionops.data.synth import class_style
+
+    looks = [class_style(product, i) for product, classes in VISION_CLASSES.items() for i in range(len(classes))]
+    assert len(looks) == 44 and len(set(looks)) == 44
+    for product, classes in VISION_CLASSES.items():  # one product's classes differ in colour at least
+        assert len({class_style(product, i)[1] for i in range(len(classes))}) == len(classes)

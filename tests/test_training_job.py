@@ -18,7 +18,7 @@ import pytest
 from fixtures.netaudit import NetAudit
 from mlflow.tracking import MlflowClient
 
-from visionops import registry_cli
+from visionops import config, registry_cli
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
@@ -103,9 +103,11 @@ def test_artifacts_follow_the_model_layout(trained, mlflow_uri, tmp_path):
     assert {a.path for a in client.list_artifacts(run_id)} >= {"model", "per_class_ap50.json", "results.csv", "plots",
                                                               "analysis", "dataset"}
     # the predictor's files, and the same folder is an MLflow pyfunc model (visionops.mlflow_model)
+    # and the INT8 model, when it passed its gate (the scores of an untrained model are equal: it does)
+    assert trained["result"]["serving"]["precision"] == "int8"
     assert {a.path for a in client.list_artifacts(run_id, "model")} == {f"model/{n}" for n in (
         "best.pt", "best.onnx", "class_map.json", "data_card.json", "MLmodel", "conda.yaml", "python_env.yaml",
-        "requirements.txt", "input_example.json", "serving_input_example.json")}
+        "requirements.txt", "input_example.json", "serving_input_example.json", "best_int8.xml", "best_int8.bin")}
     local = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
     assert json.loads((local / "class_map.json").read_text())["names"] == [
         "casting/inclusoes", "casting/rechupe", "screw/defect"]
@@ -124,10 +126,23 @@ def test_result_file_holds_the_contract(trained, mlflow_uri):
     assert sorted(result["per_class_ap50"]) == ["casting/inclusoes", "casting/rechupe", "screw/defect"]
     assert result["epochs_completed"] == 2
     assert result["duration_s"] > 0 and result["seconds_per_epoch"] > 0
-    assert set(result["phase_seconds"]) == {"setup", "prepare", "train", "validate", "analyze", "export", "upload"}
+    assert set(result["phase_seconds"]) == {"setup", "prepare", "train", "validate", "analyze", "export", "quantize",
+                                            "upload"}
     # each value is rounded to 1 ms, so the sum may exceed the (also rounded) total by a few ms
     assert sum(result["phase_seconds"].values()) <= result["duration_s"] + 0.001 * len(result["phase_seconds"])
     assert "error" not in result
+
+
+def test_int8_gate_is_logged_on_the_run_and_in_the_result(trained, mlflow_uri):
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(trained["result"]["run_id"])
+    serving = trained["result"]["serving"]
+    assert set(serving) == {"precision", "reason", "fp32_score", "int8_score", "max_drop"}
+    assert serving["max_drop"] == config.load("training")["int8_max_drop"]
+    assert run.data.tags["visionops.io/serving-precision"] == serving["precision"]
+    assert run.data.tags["visionops.io/serving-reason"] == serving["reason"]
+    assert run.data.metrics["export_fp32_map50"] == pytest.approx(serving["fp32_score"])
+    assert run.data.metrics["export_int8_map50"] == pytest.approx(serving["int8_score"])
+    assert run.data.params["int8"] == "True"
 
 
 def test_progress_goes_to_stderr(trained):

@@ -108,3 +108,57 @@ def test_error_reason_is_one_line():
     assert error_reason(JobError("dataset /x is not a directory")) == "dataset /x is not a directory"
     assert error_reason(RuntimeError("line one\n  line two")) == "RuntimeError: line one line two"
     assert error_reason(KeyError()) == "KeyError: KeyError"
+
+
+@pytest.mark.parametrize(("images", "batch", "nbs"), [
+    (60, 8, 8),  # the demo: 8 batches an epoch, every one a step (ultralytics' 64 left one step an epoch)
+    (128, 8, 16),  # 16 batches: two per step keeps 8 steps
+    (1000, 8, 64),  # real data: ultralytics' nominal batch of 64
+    (5000, 16, 64),
+    (10, 32, 32),  # a batch larger than the data: one batch, one step
+    (0, 8, 8),
+    (500, 128, 128),  # a batch over 64 is its own nominal batch
+])
+def test_nominal_batch_keeps_eight_optimizer_steps_an_epoch(images, batch, nbs):
+    from training_job.recipe import nominal_batch
+
+    assert nominal_batch(images, batch) == nbs
+
+
+def test_nominal_batch_refuses_a_batch_below_one():
+    from training_job.recipe import nominal_batch
+
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        nominal_batch(60, 0)
+
+
+@pytest.mark.parametrize(("fp32", "int8", "max_drop", "precision", "said"), [
+    (0.80, 0.91, 0.02, "int8", "INT8 is not lower (allowed drop 0.020)"),
+    (0.80, 0.79, 0.02, "int8", "INT8 is 0.010 lower, within the allowed drop of 0.020"),
+    (0.80, 0.78, 0.02, "int8", "INT8 is 0.020 lower, within"),  # the edge is inside
+    (0.80, 0.70, 0.02, "fp32", "INT8 is 0.100 lower, over the allowed drop of 0.020"),
+    (0.80, 0.80, 0.0, "int8", "not lower"),
+])
+def test_int8_gate_serves_int8_only_within_the_allowed_drop(fp32, int8, max_drop, precision, said):
+    from training_job.quantize import decide
+
+    decision = decide(fp32, int8, max_drop)
+    assert decision.precision == precision and said in decision.reason
+    assert decision.as_dict() == {"precision": precision, "reason": decision.reason, "fp32_score": fp32,
+                                  "int8_score": int8, "max_drop": max_drop}
+
+
+def test_int8_gate_refuses_a_drop_outside_zero_to_one():
+    from training_job.quantize import decide
+
+    with pytest.raises(ValueError, match=r"max_drop must be in \[0, 1\]"):
+        decide(0.8, 0.8, 1.5)
+
+
+def test_int8_flags_default_from_the_config_and_switch_off(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow")
+    defaults = config.load("training")
+    opts = options_from(build_parser().parse_args(["--dataset", "d"]))
+    assert (opts.int8, opts.int8_max_drop) == (defaults["int8"], defaults["int8_max_drop"])
+    opts = options_from(build_parser().parse_args(["--dataset", "d", "--no-int8", "--int8-max-drop", "0.05"]))
+    assert (opts.int8, opts.int8_max_drop) == (False, 0.05)

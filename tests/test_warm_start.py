@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,16 +70,22 @@ def test_warm_start_from_a_registered_version(tmp_path: Path, synth_vision_root:
     assert params["init_version"] == registered_tiny_model.version and params["init_transfer"] == "full"
 
 
-def test_warm_start_from_a_weights_file_with_other_classes(tmp_path: Path, synth_vision_root: Path,
-                                                           mlflow_uri: str, tiny_model_dir: Path) -> None:
-    weights = tmp_path / "volume" / "best.pt"
-    weights.parent.mkdir()
-    shutil.copyfile(tiny_model_dir / "best.pt", weights)  # no class_map.json beside it: the checkpoint's names
+def test_warm_start_from_a_coco_pretrained_checkpoint_on_the_volume(tmp_path: Path, synth_vision_root: Path,
+                                                                   mlflow_uri: str) -> None:
+    """docs/training.md's path for real data: ultralytics' COCO ``yolov8n.pt`` (80 classes) on the dataset volume.
+    Its class names come from the checkpoint (no class_map.json beside it); the backbone, neck and box head
+    transfer, and the trained model predicts the dataset's classes, not COCO's."""
+    from fixtures.models import coco_like_checkpoint
+
+    weights = coco_like_checkpoint(tmp_path / "volume" / "pretrained" / "yolov8n.pt")
+    assert warm_start.resolve(str(weights), mlflow_uri, tmp_path / "init").names[:2] == ["person", "bicycle"]
     code, result = train(tmp_path, synth_vision_root, mlflow_uri, str(weights), products="Casting")
     assert code == 0, result
     params = MlflowClient(mlflow_uri).get_run(result["run_id"]).data.params
     assert params["init_from"] == str(weights) and params["init_transfer"] == "backbone"
     assert "init_version" not in params
+    trained = torch.load(tmp_path / "work" / "model" / "best.pt", weights_only=False)["model"]
+    assert list(trained.names.values()) == ["casting/inclusoes", "casting/rechupe"]
 
 
 @pytest.mark.parametrize(("source", "message"), [

@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d["seed"], help="default %(default)s")
     p.add_argument("--device", default=str(d["device"]), help="cpu, 0, ... (default %(default)s)")
     p.add_argument("--model", default=d["model"], help="architecture yaml (default %(default)s)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=bool(d["int8"]),
+                   help="quantize the export to INT8 and serve it when it passes its accuracy gate "
+                        "(default %(default)s)")
+    p.add_argument("--int8-max-drop", type=float, default=d["int8_max_drop"],
+                   help="the INT8 gate: how far below the FP32 export's val mAP50 INT8's may be (default %(default)s)")
     p.add_argument("--init-from", default=_env(INIT_FROM_ENV),
                    help="start from these weights instead of scratch: models:/<name>/<N>, models:/<name>@<alias> or "
                         f"a {WEIGHTS_FILE} file (${INIT_FROM_ENV})")
@@ -84,7 +89,7 @@ def options_from(args: argparse.Namespace) -> Any:
         tracking_uri=args.tracking_uri, experiment=args.experiment, model=args.model, epochs=args.epochs,
         batch=args.batch, imgsz=args.imgsz, lr0=args.lr0, patience=args.patience, seed=args.seed,
         device=args.device, workers=args.workers, products=products_list(args.products), identity=identity,
-        init_from=args.init_from or None,
+        init_from=args.init_from or None, int8=args.int8, int8_max_drop=args.int8_max_drop,
     )
 
 

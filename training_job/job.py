@@ -21,6 +21,8 @@ from visionops.contract import (
     CLASS_MAP_FILE,
     DATA_CARD_FILE,
     EPOCHS_COMPLETED_TAG,
+    EXPORT_FP32_MAP50,
+    EXPORT_INT8_MAP50,
     IDENTITY_TAGS,
     KIND_TAG,
     MAP50,
@@ -28,6 +30,8 @@ from visionops.contract import (
     ONNX_FILE,
     PER_CLASS_ARTIFACT,
     PLOTS_ARTIFACT_DIR,
+    SERVING_PRECISION_TAG,
+    SERVING_REASON_TAG,
     TRAINING_KIND,
     WEIGHTS_FILE,
 )
@@ -60,6 +64,8 @@ class TrainOptions:
     workers: int
     products: list[str] | None = None
     init_from: str | None = None  # registered version or weights file to start from (training_job.warm_start)
+    int8: bool = True  # quantize the export, serve INT8 past its accuracy gate (training_job.quantize)
+    int8_max_drop: float = 0.02
     identity: dict[str, str] = field(default_factory=dict)  # namespace / name / uid of the TrainingRun
 
     def validate(self) -> None:
@@ -70,6 +76,8 @@ class TrainOptions:
             raise ValueError(f"imgsz must be a multiple of 32 (the model stride), got {self.imgsz}")
         if not 0 < self.lr0 < 1:
             raise ValueError(f"lr0 must be in (0, 1), got {self.lr0}")
+        if not 0 <= self.int8_max_drop <= 1:
+            raise ValueError(f"int8_max_drop must be in [0, 1], got {self.int8_max_drop}")
         if self.patience < 0 or self.workers < 0:
             raise ValueError(f"patience and workers must be >= 0, got {self.patience} and {self.workers}")
         if not self.model.endswith(".yaml"):
@@ -115,8 +123,14 @@ def prepare_dataset(opts: TrainOptions, say: Say) -> Any:
     return prepare(source, opts.workdir / "data", opts.products, progress=say)
 
 
+def train_images(data: Any) -> int:
+    """How many images the prepared dataset's train split holds (its data card says)."""
+    return int(data.data_card.get("splits", {}).get("train", {}).get("images") or 0)
+
+
 def run_params(opts: TrainOptions, data: Any, init: Any = None) -> dict[str, str]:
     """Parameters logged on the run (strings, as MLflow stores them)."""
+    from training_job.recipe import nominal_batch
     from training_job.warm_start import transfer_mode
 
     card = data.data_card
@@ -126,6 +140,8 @@ def run_params(opts: TrainOptions, data: Any, init: Any = None) -> dict[str, str
         "init_transfer": transfer_mode(init.names, data.names) if init else None,
         "model": opts.model, "epochs": opts.epochs, "batch": opts.batch, "imgsz": opts.imgsz,
         "lr0": opts.lr0, "patience": opts.patience, "seed": opts.seed, "device": opts.device,
+        "nbs": nominal_batch(train_images(data), opts.batch),
+        "int8": opts.int8, "int8_max_drop": opts.int8_max_drop,
         "products": ",".join(card.get("products", opts.products or [])), "nc": len(data.names),
         "dataset": str(opts.dataset),
         "train_images": card.get("splits", {}).get("train", {}).get("images"),
@@ -163,6 +179,7 @@ def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init
     """Train from scratch, or from ``init`` (training_job.warm_start); return ``(trainer, epoch_logger)``."""
     from training_job import warm_start
     from training_job.epoch_logger import EpochLogger
+    from training_job.recipe import nominal_batch
 
     model, mode = warm_start.model(opts.model, init, data.names)
     logger = EpochLogger(client, run_id, opts.epochs, say)
@@ -171,11 +188,15 @@ def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init
         f"from {init.source}" + (f" (version {init.version})" if init.version else "")
         + (": all layers" if mode == warm_start.FULL else ": backbone, neck and box head; other classes, so the "
            "class layers start fresh"))
-    say(f"training {opts.model} {start}: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch}, "
+    nbs = nominal_batch(train_images(data), opts.batch)
+    per_step = nbs // opts.batch
+    steps = "an optimizer step per batch" if per_step == 1 else f"an optimizer step per {per_step} batches"
+    say(f"training {opts.model} {start}: {opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch} ({steps}), "
         f"{len(data.names)} classes, device {opts.device}")
     try:
         model.train(
-            data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, imgsz=opts.imgsz, lr0=opts.lr0,
+            data=str(data.dataset_yaml), epochs=opts.epochs, batch=opts.batch, nbs=nbs, imgsz=opts.imgsz,
+            lr0=opts.lr0,
             patience=opts.patience, seed=opts.seed, deterministic=True, device=opts.device, workers=opts.workers,
             amp=False, plots=True, val=True, project=str(opts.workdir / "runs"), name="train", exist_ok=True,
             verbose=False,
@@ -273,9 +294,11 @@ def log_analysis(opts: TrainOptions, data: Any, client: MlflowClient, run_id: st
     return report
 
 
-def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path) -> Path:
+def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path, int8_xml: Path | None = None) -> Path:
     """Assemble the ``model/`` artifact folder (the layout the registry and predictor rely on), which is also an
-    MLflow pyfunc model on ``best.onnx`` (``MLmodel`` and its files: :mod:`visionops.mlflow_model`)."""
+    MLflow pyfunc model on ``best.onnx`` (``MLmodel`` and its files: :mod:`visionops.mlflow_model`), with the INT8
+    IR when it passed its gate."""
+    from training_job.quantize import add_to_model_dir
     from visionops import mlflow_model
 
     out = opts.workdir / MODEL_ARTIFACT_PATH
@@ -285,8 +308,29 @@ def model_dir(opts: TrainOptions, data: Any, best: Path, onnx: Path) -> Path:
     shutil.copyfile(onnx, out / ONNX_FILE)
     shutil.copyfile(data.class_map_path, out / CLASS_MAP_FILE)
     shutil.copyfile(data.data_card_path, out / DATA_CARD_FILE)
+    if int8_xml is not None:
+        add_to_model_dir(int8_xml, out)
     mlflow_model.save(out)
     return out
+
+
+def serving_precision(opts: TrainOptions, data: Any, best: Path, onnx: Path, client: MlflowClient, run_id: str,
+                      say: Say) -> tuple[Any, Path | None]:
+    """The INT8 gate (training_job.quantize), logged on the run: both scores as metrics, the precision and the
+    reason as tags. Returns the decision and the INT8 ``.xml`` to ship (None: FP32)."""
+    from training_job import quantize
+
+    if not opts.int8:
+        decision, xml = quantize.disabled(), None
+    else:
+        decision, xml = quantize.quantize_and_gate(best, onnx, data.dataset_yaml, opts.imgsz,
+                                                   opts.int8_max_drop, opts.workdir / "runs", say)
+    now = int(time.time() * 1000)
+    scores = {EXPORT_FP32_MAP50: decision.fp32_score, EXPORT_INT8_MAP50: decision.int8_score}
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in scores.items() if v is not None],
+                     tags=[RunTag(SERVING_PRECISION_TAG, decision.precision),
+                           RunTag(SERVING_REASON_TAG, decision.reason[:5000])])
+    return decision, xml
 
 
 class Phases:
@@ -347,8 +391,10 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
     phase("export")
     say("exporting ONNX")
     onnx = export_onnx(opts, best)
+    phase("quantize")
+    serving, int8_xml = serving_precision(opts, data, best, onnx, client, run_id, say)
     phase("upload")
-    folder = model_dir(opts, data, best, onnx)
+    folder = model_dir(opts, data, best, onnx, int8_xml)
     say(f"uploading {folder} to the run's artifacts")
     client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_PATH)
     csv = Path(trainer.csv)
@@ -367,6 +413,7 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
         "per_class_ap50": per_class,
         "dataset_digest": digest,
         "init_from": {"source": init.source, "version": init.version} if init else None,
+        "serving": serving.as_dict(),
         "epochs_completed": logger.completed,
         "seconds_per_epoch": round(sum(seconds) / len(seconds), 3) if seconds else None,
         "phase_seconds": phase.seconds,

@@ -39,6 +39,8 @@ PROGRESS_TAG = TAG_PREFIX + "progress"  # "<completed>/<planned>" epochs while t
 EPOCHS_COMPLETED_TAG = TAG_PREFIX + "epochs-completed"
 PROMOTION_TAG = TAG_PREFIX + "promotion"  # on a model version: "promoted" or "rejected"
 PROMOTION_REASON_TAG = TAG_PREFIX + "promotion-reason"
+SERVING_PRECISION_TAG = TAG_PREFIX + "serving-precision"  # on a training run: "int8" or "fp32" (the INT8 gate)
+SERVING_REASON_TAG = TAG_PREFIX + "serving-reason"  # why
 DRIFT_STATUS_TAG = TAG_PREFIX + "drift-status"  # a drift run's DriftStatus
 DRIFT_REASON_TAG = TAG_PREFIX + "drift-reason"  # why a drift check was skipped
 
@@ -48,6 +50,8 @@ SUMMARY_METRICS = (MAP50, MAP50_95, PRECISION, RECALL)  # per epoch, final at th
 EPOCH_METRIC = "epoch"  # completed epochs, logged at step = completed epochs
 AP50_METRIC_PREFIX = "ap50/"  # + <product>.<class>: AP50 of one class (visionops.registry.class_metric_key)
 DRIFT_SCORE_METRIC_PREFIX = "drift_score/"  # + <feature>: a drift run's score of one feature
+# the INT8 gate: val map50 of the FP32 ONNX export and of its INT8 quantization, evaluated the same way
+EXPORT_FP32_MAP50, EXPORT_INT8_MAP50 = "export_fp32_map50", "export_int8_map50"
 
 # ---------------------------------------------------------------- artifact layout
 MODEL_ARTIFACT_PATH = "model"  # a training run's model folder: what a registered version points at
@@ -56,6 +60,10 @@ ONNX_FILE = "best.onnx"  # the ONNX export the predictor serves
 CLASS_MAP_FILE = "class_map.json"  # {"names": ["<product>/<class>", ...], ...}
 DATA_CARD_FILE = "data_card.json"  # what the model was trained on
 MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE, CLASS_MAP_FILE)  # what a registered version must hold
+# OpenVINO INT8 IR of best.onnx's model: in model/ only when it passed its accuracy gate (training_job.quantize);
+# the predictor's OpenVINO runtime serves it instead of best.onnx
+INT8_MODEL_FILE, INT8_WEIGHTS_FILE = "best_int8.xml", "best_int8.bin"
+INT8_FILES = (INT8_MODEL_FILE, INT8_WEIGHTS_FILE)
 PER_CLASS_ARTIFACT = "per_class_ap50.json"  # AP50 by class name, at the run's root
 DATASET_ARTIFACT_DIR = "dataset"  # the data card and a sample grid
 PLOTS_ARTIFACT_DIR = "plots"  # ultralytics' training plots
@@ -251,8 +259,9 @@ class TrainingResult(_Document):
     """What the training Job leaves: the MLflow run and its final scores, or ``error`` (one line) when it failed.
 
     ``metrics`` holds SUMMARY_METRICS, ``per_class_ap50`` AP50 by class name, ``dataset_digest`` the value
-    of DIGEST_TAG, ``init_from`` the ``{source, version}`` of the starting weights. The operator also
-    rebuilds one from the MLflow run (``run_id``, the run's ``status``, ``metrics``) when the termination
+    of DIGEST_TAG, ``init_from`` the ``{source, version}`` of the starting weights, ``serving`` the INT8 gate's
+    ``{precision, reason, fp32_score, int8_score, max_drop}`` (scores: val mAP50; training_job.quantize). The
+    operator also rebuilds one from the MLflow run (``run_id``, the run's ``status``, ``metrics``) when the termination
     message is gone.
     """
 
@@ -266,6 +275,7 @@ class TrainingResult(_Document):
     per_class_ap50: dict[str, float] | None = field(default=None, metadata=_is(_numbers))
     dataset_digest: str | None = field(default=None, metadata=_is(_text))
     init_from: dict[str, Any] | None = field(default=None, metadata=_is(_object))
+    serving: dict[str, Any] | None = field(default=None, metadata=_is(_object))
     epochs_completed: int | None = field(default=None, metadata=_is(_count))
     seconds_per_epoch: float | None = field(default=None, metadata=_is(_number))
     phase_seconds: dict[str, float] | None = field(default=None, metadata=_is(_numbers))

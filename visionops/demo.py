@@ -24,6 +24,7 @@ from visionops.local_mlflow import free_port, start_mlflow_server
 from visionops.progress import Steps
 from visionops.results import read_result
 
+DEMO_MAP50_THRESHOLD = 0.5  # the demo's gate: its model finds the synthetic defects (val map50 about 0.8)
 STEP_NAMES = ("generate", "mlflow", "prepare + train", "register", "serve + predict", "drift", "summary")
 STEPS = len(STEP_NAMES)
 
@@ -65,22 +66,47 @@ def predict(base: str, model: str, image: Path) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
-def val_images(vision: Path) -> list[Path]:
-    """The val images of every product, interleaved product by product (sorted within each)."""
-    per_product = [[p for p in sorted((product / "val").iterdir()) if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
-                   for product in sorted(p for p in vision.iterdir() if (p / "val").is_dir())]
-    return [image for group in zip(*per_product, strict=False) for image in group]
+def labelled_samples(vision: Path) -> list[Any]:
+    """The val images that carry labelled defects, product by product in turn (sorted within each): the demo's
+    samples, in the order it tries them."""
+    from visionops.analysis import load_ground_truth
+
+    per_product: dict[str, list[Any]] = {}
+    for truth in load_ground_truth(vision):
+        if truth.boxes:
+            per_product.setdefault(truth.name.split("/", 1)[0], []).append(truth)
+    return [truth for group in zip(*per_product.values(), strict=False) for truth in group]
 
 
-def first_detection(base: str, model: str, images: list[Path], tries: int = 12) -> tuple[Path, dict[str, Any], int]:
-    """Predict val images until one gets a box (at most ``tries``); return it, its answer and how many were sent."""
-    if not images:
-        raise SystemExit("demo: the synthetic dataset has no val image")
-    for count, image in enumerate(images[:tries], start=1):
-        found = predict(base, model, image)["predictions"][0]
-        if found["num_detections"]:
-            return image, found, count
-    return images[0], predict(base, model, images[0])["predictions"][0], min(tries, len(images))
+def check_sample(found: dict[str, Any], truth: Any) -> tuple[bool, str]:
+    """Whether the predictor's answer on ``truth``'s image finds every labelled defect with the right class
+    (IoU >= 0.5) and nothing else, and a line saying so."""
+    from visionops.analysis import IOU_THRESHOLD, Box, match_boxes
+
+    predicted = [Box(d["class_name"], tuple(d["bbox"]), d["confidence"]) for d in found["detections"]]
+    outcome = match_boxes(truth.boxes, predicted)
+    labelled = ", ".join(sorted(box.class_name for box in truth.boxes))
+    line = (f"{outcome.matched} of {len(truth.boxes)} labelled defects found ({labelled}; right class, IoU >= "
+            f"{IOU_THRESHOLD}), {outcome.false_positives} false detections")
+    return outcome.error == 0, line
+
+
+def predict_samples(base: str, model: str, samples: list[Any], tries: int = 3) -> tuple[Any, dict[str, Any], bool, str]:
+    """Predict the labelled val samples in turn until one is answered correctly (at most ``tries``); return the
+    sample, the answer, whether it was correct and the line that says how it compares with the labels."""
+    if not samples:
+        raise SystemExit("demo: the synthetic dataset has no labelled val image")
+    for truth in samples[:tries]:
+        found = predict(base, model, truth.path)["predictions"][0]
+        correct, line = check_sample(found, truth)
+        if correct:
+            break
+    return truth, found, correct, line
+
+
+def serving_line(serving: dict[str, Any]) -> str:
+    """``INT8 (why)`` of the training result's INT8 gate (training_job.quantize)."""
+    return f"{str(serving.get('precision', '-')).upper()} ({serving.get('reason', 'no INT8 gate in the result')})"
 
 
 def draw_detections(image: Path, detections: list[dict[str, Any]], out: Path) -> Path:
@@ -110,8 +136,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="use this MLflow server instead of starting one (env MLFLOW_TRACKING_URI)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default %(default)s)")
     parser.add_argument("--imgsz", type=int, default=128, help="training image size (default %(default)s)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="promotion gate map50 threshold (default configs/model.yaml)")
+    parser.add_argument("--threshold", type=float, default=DEMO_MAP50_THRESHOLD,
+                        help="promotion gate map50 threshold (default %(default)s; a cluster's TrainingRuns take "
+                             "theirs from spec.promotion, default configs/model.yaml)")
     parser.add_argument("--model-name", default=training["registered_model_name"],
                         help="registered model name (default %(default)s)")
     parser.add_argument("--keep-serving", action="store_true",
@@ -175,15 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         processes.append(serve)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/v2/models/{args.model_name}/ready", serve)
-        image, found, tried = first_detection(base, args.model_name, val_images(vision))
-        note = f" (the first with any of {tried} val images)" if tried > 1 else ""
+        truth, found, correct, verdict = predict_samples(base, args.model_name, labelled_samples(vision))
+        image = truth.path
         print(f"  POST {base}/v1/models/{args.model_name}:predict ({image.relative_to(vision)}) -> "
-              f"{found['num_detections']} detections{note}")
+              f"{found['num_detections']} detections")
         for det in found["detections"][:5]:
             print(f"    {det['class_name']:<28} {det['confidence']:.2f} {[round(v) for v in det['bbox']]}")
+        print(f"  {'correct' if correct else 'WRONG'}: {verdict}"
+              + ("" if correct else " (train longer: --epochs)"))
         drawn = draw_detections(image, found["detections"], work / "prediction.png")
-        print(f"  drawn: {drawn}" if found["detections"] else
-              f"  no val image got a box above the confidence threshold in {tried} tries (train longer: --epochs)")
+        print(f"  drawn: {drawn}")
 
         step(6, "simulating a drifted batch (brightness) and running the drift check", steps)
         from visionops.data.drift_batch import simulate
@@ -202,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             ("training run", trained["run_id"]),
             ("metrics", ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()))),
             ("model version", f"{args.model_name} v{version.version} ({alias})"),
+            ("serving", serving_line(trained.get("serving") or {})),
             ("promotion", decision.reason),
             ("predictor", f"{base} (V1 /v1/models/{args.model_name}:predict, V2 /v2/models/{args.model_name}/infer)"),
-            ("prediction", f"{found['num_detections']} detections on {image.relative_to(vision)} (drawn: {drawn})"),
+            ("prediction", f"{found['num_detections']} detections on {image.relative_to(vision)}, "
+                           f"{'correct' if correct else 'WRONG'} (drawn: {drawn})"),
             ("drift", f"{drift.get('status')} share={drift.get('drift_share', 0):.2f} "
                       f"features={', '.join(drift.get('drifted_features', [])) or '-'}"),
             ("drift report", drift.get("report_uri", "-")),

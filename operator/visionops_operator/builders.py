@@ -169,6 +169,11 @@ def training_job(run: Mapping[str, Any], settings: OperatorSettings) -> dict[str
     gpus = int((spec.get("resources") or {}).get("gpu") or 0)
     if gpus > 0:  # every requested device, in one pod (ultralytics trains data-parallel on "0,1,...")
         args += ["--device", ",".join(str(i) for i in range(gpus))]
+    quantization = spec.get("quantization") or {}
+    if quantization.get("int8") is False:
+        args += ["--no-int8"]
+    if quantization.get("maxMap50Drop") is not None:
+        args += ["--int8-max-drop", str(quantization["maxMap50Drop"])]
     if spec.get("initFrom"):
         source = spec["initFrom"]
         args += ["--init-from", source if source.startswith("models:") else f"{DATA_MOUNT}/{source}"]

@@ -20,6 +20,8 @@ from .jobs import ACTIVE, FAILED, JobOutcome
 
 HISTORY_LIMIT = 10
 METRIC_KEYS = SUMMARY_METRICS
+# status.serving field -> the training result's key (training_job.quantize.ServingDecision)
+SERVING_SCORES = {"fp32MAP50": "fp32_score", "int8MAP50": "int8_score"}
 
 # Steps of a TrainingRun after its Job succeeded (next_training_step's answers).
 FIND_RESULT, REGISTER, GATE, AWAIT_MANUAL, PROMOTE_MANUALLY = (
@@ -124,6 +126,11 @@ def training_result(st: Status, result: Mapping[str, Any]) -> None:
            perClassAP50={k: float(v) for k, v in (result.get("per_class_ap50") or {}).items()})
     if result.get("dataset_digest"):
         st.set(datasetDigest=str(result["dataset_digest"]))
+    serving = result.get("serving") or {}
+    if serving.get("precision"):
+        st.set(serving={"precision": str(serving["precision"]), "reason": str(serving.get("reason") or ""),
+                        **{key: float(serving[field]) for key, field in SERVING_SCORES.items()
+                           if serving.get(field) is not None}})
     epochs = result.get("epochs_completed")
     if epochs is not None:
         planned = (st.get("progress") or {}).get("epochs") or epochs

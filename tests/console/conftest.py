@@ -4,7 +4,8 @@ MLflow server, the real operator (a process) and real Job pods played by :class:
 
 Every page a test opens fails the test on a browser console error, an uncaught page error, a failed request or an
 HTTP error answer, unless the test declared that exact answer beforehand (:meth:`BrowserGuard.expect`).
-Screenshots land in ``docs/console/`` (the README shows them).
+Screenshots land in ``.visionops/screenshots/``; ``make pictures`` runs these tests with the demo's training recipe
+and writes them to ``docs/console/`` (the README shows them).
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ CONFIG_DEFAULTS = {
         ("training", "lr0"): "hyperparameters.lr0",
         ("training", "patience"): "hyperparameters.patience",
         ("training", "seed"): "hyperparameters.seed",
+        ("training", "int8"): "quantization.int8",
+        ("training", "int8_max_drop"): "quantization.maxMap50Drop",
         ("training", "experiment"): "model.experiment",
         ("training", "registered_model_name"): "model.name",
         ("model", "promotion.map50_threshold"): "promotion.map50Threshold",

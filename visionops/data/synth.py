@@ -1,7 +1,8 @@
 """A small synthetic dataset in the VISION layout, for tests and the demo (deterministic per seed).
 
-Each product gets a textured background of its own and one defect style per class (shape and
-colour), so that a detector learns them in a few CPU epochs. The trees carry the VISION quirks
+Each product gets a textured background of its own and each of the 44 classes a defect style of its own
+(a shape and a colour no other class shares), so that a detector learns them in a few CPU epochs and a
+class is told by its defect, not by the product around it. The trees carry the VISION quirks
 the converter handles: ``.png`` for some products and ``.jpg`` for others, non-square images,
 polygon-only annotations (``bbox`` empty or missing), a Roboflow-style category 0 with no
 annotations, images without objects and an unlabeled ``inference`` split.
@@ -54,6 +55,22 @@ COLOURS = ((25, 25, 25), (240, 240, 240), (220, 40, 40), (40, 90, 230),
            (240, 200, 30), (30, 170, 60), (200, 60, 200), (30, 200, 200))
 
 Polygon = list[tuple[float, float]]
+
+
+def class_style(product: str, class_index: int) -> tuple[str, tuple[int, int, int]]:
+    """Shape and colour of ``product``'s class ``class_index``: unique across all VISION classes (44 < 8 x 6).
+
+    The colour follows the class's position among all classes, the shape that position shifted by its row of
+    eight, so that one product's classes (neighbours) differ in colour, and mostly in shape too.
+    """
+    position = 0
+    for name, classes in VISION_CLASSES.items():
+        if name == product:
+            break
+        position += len(classes)
+    position += class_index
+    row, column = divmod(position, len(COLOURS))
+    return SHAPES[(column + row) % len(SHAPES)], COLOURS[column]
 
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
@@ -120,7 +137,7 @@ def _image(rng: np.random.Generator, spec: dict[str, Any], n_objects: int) -> tu
     objects: list[dict] = []
     for _ in range(n_objects):
         k = int(rng.integers(len(spec["classes"])))
-        shape, colour = SHAPES[k % len(SHAPES)], COLOURS[k % len(COLOURS)]
+        shape, colour = class_style(spec["product"], k)
         for _attempt in range(20):
             size = rng.uniform(0.14, 0.3) * min(width, height)
             cx = rng.uniform(size / 2 + 2, width - size / 2 - 2)
@@ -154,7 +171,7 @@ def _product_spec(product: str, index: int, imgsz: int, seed: int) -> dict[str, 
     height = imgsz if index % 2 == 0 else max(32, int(imgsz * 3 / 4) // 8 * 8)
     tint = rng.normal(0.0, 10.0, size=3)
     parent = "defects" if index % 2 == 0 else product.lower()
-    return {"classes": VISION_CLASSES[product], "ext": "png" if index % 2 == 0 else "jpg",
+    return {"product": product, "classes": VISION_CLASSES[product], "ext": "png" if index % 2 == 0 else "jpg",
             "width": imgsz, "height": height, "tone": float(rng.uniform(100, 150)), "tint": tint,
             "parent": parent}
 
