@@ -207,7 +207,7 @@ def test_both_job_clis_use_the_runner(capsys):
 
 # The modules that once typed these names themselves; each must import them from visionops.contract.
 GUARDED = [
-    "visionops/results.py", "visionops/registry.py", "visionops/lineage.py", "visionops/job_runner.py",
+    "visionops/registry.py", "visionops/lineage.py", "visionops/job_runner.py",
     "predictor/artifacts.py", "training_job/cli.py", "training_job/job.py",
     "training_job/metrics.py", "training_job/epoch_logger.py", "training_job/warm_start.py",
     "visionops/model_versions.py", "visionops/production.py",

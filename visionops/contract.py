@@ -333,14 +333,3 @@ class DriftResult(_Document):
 
 
 Document = TrainingResult | DriftResult
-
-
-def read_result(text: str | None) -> dict[str, Any] | None:
-    """Any Job's result as plain JSON fields, unchecked (``None`` when absent or not a JSON object)."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from visionops import config
+from visionops.contract import ContractError, DriftResult, TrainingResult
 from visionops.local_mlflow import free_port, start_mlflow_server
 from visionops.progress import Steps
-from visionops.results import read_result
 
 DEMO_MAP50_THRESHOLD = 0.5  # the demo's gate: its model finds the synthetic defects (val map50 about 0.8)
 STEP_NAMES = ("generate", "mlflow", "prepare + train", "register", "serve + predict", "drift", "summary")
@@ -35,11 +35,15 @@ def step(n: int, text: str, steps: Steps) -> None:
     steps.start(n, STEP_NAMES[n - 1])
 
 
-def run_component(module: str, args: list[str], result_file: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run a Job entrypoint as the cluster does (a process, a JSON result file); fail loudly."""
+def run_component(module: str, args: list[str], result_file: Path, env: dict[str, str],
+                  document: type[TrainingResult] | type[DriftResult]) -> dict[str, Any]:
+    """Run a Job entrypoint as the cluster does (a process, a typed result document in a file); fail loudly."""
     proc = subprocess.run([sys.executable, "-m", module, *args, "--result-file", str(result_file)], env=env)
-    result = read_result(result_file.read_text() if result_file.exists() else "") or {}
-    if proc.returncode != 0:
+    try:
+        result = document.parse(result_file.read_text()).to_dict()
+    except (OSError, ContractError) as error:
+        result = {"error": f"no readable result ({error})"}
+    if proc.returncode != 0 or "error" in result:
         raise SystemExit(f"demo: {module} failed: {result.get('error', f'exit code {proc.returncode}')}")
     return result
 
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = run_component("training_job", [
             "--dataset", str(vision), "--workdir", str(work / "train"), "--epochs", str(args.epochs),
             "--imgsz", str(args.imgsz), "--tracking-uri", uri, "--name", "demo",
-        ], work / "train-result.json", env)
+        ], work / "train-result.json", env, TrainingResult)
         metrics = trained.get("metrics", {})
         print(f"  run {trained['run_id']}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
 
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         drift = run_component("drift_job", [
             "--reference", str(vision), "--reference-split", "train", "--current", str(batch),
             "--tracking-uri", uri, "--name", "demo",
-        ], work / "drift-result.json", env)
+        ], work / "drift-result.json", env, DriftResult)
 
         step(7, "summary", steps)
         rows = [

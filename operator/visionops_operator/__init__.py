@@ -1,4 +1,5 @@
-"""VisionOps operator (control plane): reconciles TrainingRun and DriftCheck resources with kopf.
+"""VisionOps operator (control plane): reconciles TrainingRun, DriftCheck and ModelDeployment resources with
+kopf.
 
 Imported as ``visionops_operator`` (the folder ``operator/`` never shadows the standard library).
 """

@@ -257,6 +257,19 @@ def probe(pod: rollouts.PredictorPod, version: str, settings: OperatorSettings) 
     return f"predictor not ready: {str(said).strip()[:500]}"
 
 
+# Told (namespace, InferenceService, the ModelDeployment's written status) when a rollout or the desired version
+# changes. handlers.py, where the handlers are assembled, subscribes the TrainingRuns waiting on a rollout
+# (training.follow_rollout): this module does not import training, which imports it.
+RolloutListener = Callable[[str, str, Mapping[str, Any]], None]
+_rollout_listeners: list[RolloutListener] = []
+
+
+def on_rollout_change(listener: RolloutListener) -> None:
+    """Call ``listener`` after every rollout change (once, however often it is subscribed)."""
+    if listener not in _rollout_listeners:
+        _rollout_listeners.append(listener)
+
+
 def after_write(md: Mapping[str, Any], written: Mapping[str, Any], before: Mapping[str, Any], mlflow: Any,
                 model: str, logger: logging.Logger) -> None:
     """Once the status is written: the history on the registered model, the rollout tag, the TrainingRuns."""
@@ -271,9 +284,8 @@ def after_write(md: Mapping[str, Any], written: Mapping[str, Any], before: Mappi
     changed = (written.get("rollout") or {}) != (before.get("rollout") or {}) or \
         written.get("desiredVersion") != before.get("desiredVersion")
     if changed:
-        from .training import follow_rollout  # the TrainingRuns waiting on this InferenceService
-
-        follow_rollout(md["metadata"]["namespace"], md["spec"]["inferenceService"], written)
+        for listener in _rollout_listeners:
+            listener(md["metadata"]["namespace"], md["spec"]["inferenceService"], written)
 
 
 def deployment_for(namespace: str, isvc_name: str, model: str) -> str:

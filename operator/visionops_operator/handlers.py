@@ -14,6 +14,8 @@ from . import conditions as c
 from . import settings as operator_settings
 from .persistence import MemoryDiffBaseStorage, RetryStorage
 
+deployments.on_rollout_change(training.follow_rollout)  # a TrainingRun is done once its version is served
+
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
