@@ -43,6 +43,12 @@ TRAINING_SUCCEEDED = _reason("TrainingSucceeded", "the Job succeeded and its MLf
 REGISTERING_VERSION = _reason("Registering", "the operator registers the model version and applies the gate")
 MLFLOW_UNAVAILABLE = _reason("MLflowUnavailable", "an MLflow call failed; the operator retries with backoff")
 MLFLOW_NOT_CONFIGURED = _reason("MLflowNotConfigured", "the operator has no MLflow tracking URI, so it cannot register")
+KUBERNETES_UNAVAILABLE = _reason(
+    "KubernetesUnavailable", "a Kubernetes API call failed in a way a retry may heal (5xx, timeout, conflict, "
+    "throttled); the operator retries with backoff", TRAINING_RUN, MODEL_DEPLOYMENT)
+KUBERNETES_REFUSED = _reason(
+    "KubernetesRefused", "the Kubernetes API refused a write for good (forbidden by RBAC, invalid, not found); "
+    "status.message has its words; not retried", TRAINING_RUN, MODEL_DEPLOYMENT)
 REGISTRATION_FAILED = _reason(
     "RegistrationFailed", "MLflow refused the run's model (run not FINISHED, or model/ artifacts missing)")
 VERSION_REGISTERED = _reason("VersionRegistered", "the model version is registered in MLflow")

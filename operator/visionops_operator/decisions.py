@@ -244,13 +244,14 @@ def training_succeeded(st: Status) -> None:
     st.condition(c.SUCCEEDED, True, reason, message)
 
 
-def training_mlflow_unavailable(st: Status, message: str) -> None:
-    """An MLflow call failed: say so (the handler retries); results already in status stay."""
+def training_mlflow_unavailable(st: Status, message: str, reason: str = c.MLFLOW_UNAVAILABLE) -> None:
+    """An MLflow (or, by ``reason``, Kubernetes) call failed in a way a retry may heal: say so (the handler
+    retries); results already in status stay."""
     st.set(message=message)
     if st.get("phase") == c.REGISTERING:
-        st.condition(c.READY, None, c.MLFLOW_UNAVAILABLE, message)
+        st.condition(c.READY, None, reason, message)
         if not st.get("modelVersion"):
-            st.condition(c.REGISTERED, None, c.MLFLOW_UNAVAILABLE, message)
+            st.condition(c.REGISTERED, None, reason, message)
 
 
 # ---------------------------------------------------------------- DriftCheck

@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 import requests
+from kubernetes.client.rest import ApiException
 
 from visionops import production
 
@@ -146,6 +147,11 @@ def _reconcile(md: Mapping[str, Any], settings: OperatorSettings, logger: loggin
         kube.patch_custom(namespace, PLURAL, name, {"spec": {"version": desired or None}})
         return write(partial(rollouts.version_not_found, version=target.version,
                              message=f"{exc}; spec.version went back to {desired or 'none'}"))
+    except ApiException as exc:  # spec.version written back: Kubernetes refused, not MLflow
+        transient, said = kube.refusal(exc)
+        reason = c.KUBERNETES_UNAVAILABLE if transient else c.KUBERNETES_REFUSED
+        return write(partial(rollouts.unavailable, reason=reason, message=f"the Kubernetes API refused writing "
+                             f"spec.version: {said}" + ("; trying again" if transient else "")))
     except Exception as exc:
         return write(partial(rollouts.unavailable, reason=c.MLFLOW_DOWN,
                              message=f"MLflow call failed ({type(exc).__name__}: {str(exc)[:200]}); trying again"))

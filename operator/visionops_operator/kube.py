@@ -66,6 +66,25 @@ def request(method: str, path: str, body: Any = None, *, query: dict[str, str] |
     return json.loads(response.data)
 
 
+# Statuses a retry may heal (besides every 5xx and no answer at all): timeout, conflict, too many requests. Any other
+# 4xx is a refusal that stays (forbidden, invalid, not found) and is not retried.
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+def refusal(error: ApiException) -> tuple[bool, str]:
+    """``(retrying may heal it, one line)`` of an API server's refusal: its status and reason, and the message of
+    the ``Status`` it answered with (which names the resource, and for RBAC the user and verb)."""
+    status = int(error.status or 0)
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else (error.body or "")
+    try:
+        said = json.loads(body).get("message") or ""
+    except (ValueError, AttributeError):
+        said = body
+    said = " ".join(str(said).split())[:300]
+    line = f"{status} {error.reason or ''}".strip() + (f": {said}" if said else "")
+    return status == 0 or status >= 500 or status in TRANSIENT_STATUSES, line
+
+
 def _path(group: str, version: str, namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
     root = f"/api/{version}" if not group else f"/apis/{group}/{version}"
     parts = [root] + ([f"namespaces/{quote(namespace)}"] if namespace else []) + [plural]

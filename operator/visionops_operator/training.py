@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from visionops import production, registry
 
@@ -27,8 +28,12 @@ TRAINING_JOBS = {builders.LABEL_COMPONENT: "training", builders.LABEL_TRAINING_R
 Decision = Callable[[d.Status], None]
 
 
-class MLflowFailed(Exception):
-    """An MLflow call failed in a way that retrying may fix."""
+class RetryLater(Exception):
+    """A call failed in a way that retrying may fix; ``reason`` names the system (a condition reason)."""
+
+    def __init__(self, message: str, reason: str = c.MLFLOW_UNAVAILABLE):
+        super().__init__(message)
+        self.reason = reason
 
 
 @kopf.on.create(*RESOURCE)
@@ -113,13 +118,13 @@ def advance(namespace: str, name: str, uid: str, settings: OperatorSettings, log
     spec, annotations = run.get("spec") or {}, run["metadata"].get("annotations") or {}
     planned = d.Status(run.get("status") or {}, status.utcnow())
     decisions: list[Decision] = []
-    error: MLflowFailed | None = None
+    error: RetryLater | None = None
     while (step := d.next_training_step(planned.view, spec, annotations)) is not None:
         try:
             decision = act(step, run, planned.view, settings, logger)
-        except MLflowFailed as exc:
+        except RetryLater as exc:
             error = exc
-            decisions.append(partial(d.training_mlflow_unavailable, message=str(exc)))
+            decisions.append(partial(d.training_mlflow_unavailable, message=str(exc), reason=exc.reason))
             break
         decisions.append(decision)
         decision(planned)
@@ -170,9 +175,16 @@ def act(step: str, run: Mapping[str, Any], current: Mapping[str, Any], settings:
         return promote(run, mlflow, model_name, version, reason)
     except registry.RegistryError as exc:
         return partial(d.training_failed, reason=c.REGISTRATION_FAILED, message=str(exc))
+    except ApiException as exc:  # the promotion's ModelDeployment or InferenceService: Kubernetes, not MLflow
+        transient, said = kube.refusal(exc)
+        logger.warning(f"{step}: the Kubernetes API refused: {said}")
+        if not transient:
+            return partial(d.training_failed, reason=c.KUBERNETES_REFUSED,
+                           message=f"{step}: the Kubernetes API refused: {said}")
+        raise RetryLater(f"{step}: Kubernetes API call failed ({said}); retrying", c.KUBERNETES_UNAVAILABLE) from exc
     except Exception as exc:
         logger.warning(f"{step}: MLflow call failed: {exc}")
-        raise MLflowFailed(f"{step}: MLflow call failed ({type(exc).__name__}: {str(exc)[:200]}); retrying") from exc
+        raise RetryLater(f"{step}: MLflow call failed ({type(exc).__name__}: {str(exc)[:200]}); retrying") from exc
 
 
 def promote(run: Mapping[str, Any], mlflow: Any, model_name: str, version: str, reason: str) -> Decision:
