@@ -70,7 +70,7 @@ def export_int8(best: Path, dataset_yaml: Path, imgsz: int) -> Path:
 
     nncf.set_log_level(logging.WARNING)  # not a line per operation of the detect head it leaves in FP32
 
-    folder = Path(YOLO(str(best)).export(format="openvino", int8=True, data=str(dataset_yaml), imgsz=imgsz,
+    folder = Path(YOLO(str(best)).export(format="openvino", quantize="int8", data=str(dataset_yaml), imgsz=imgsz,
                                          batch=1, split=CALIBRATION_SPLIT, device="cpu", verbose=False))
     xml = folder / f"{best.stem}.xml"
     if not xml.is_file() or not xml.with_suffix(".bin").is_file():
