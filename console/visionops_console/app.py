@@ -301,13 +301,27 @@ class Console:
         except (ClusterUnavailable, TrackingUnavailable) as exc:
             return default, str(exc)
 
-    def refuse_write(self) -> JSONResponse | None:
+    async def refuse_write(self) -> JSONResponse | None:
+        """Why a write cannot be made (read-only, no cluster), or None; the cluster probe runs off the event loop
+        (a hanging apiserver must not stall every other page)."""
+        from starlette.concurrency import run_in_threadpool
+
         if self.settings.read_only:
             return JSONResponse({"ok": False, "message": "the console is read-only (--read-only / console.readOnly)"
                                  ": writes go through kubectl"}, status_code=403)
-        reason = self.cluster.unavailable()
+        reason = await run_in_threadpool(self.cluster.unavailable)
         if reason:
             return JSONResponse({"ok": False, "message": f"{CPU_NOTE}: {reason}"}, status_code=503)
+        return None
+
+    def inference_service(self) -> dict[str, Any] | None:
+        """The InferenceService the Deploy step's "try it" asks, when the cluster answers and RBAC lets it read it
+        (blocking: call it off the event loop)."""
+        if self.cluster.unavailable() is not None:
+            return None
+        with contextlib.suppress(Rejection):  # may not read it (RBAC): no address, said by the caller
+            isvc, _ = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
+            return isvc
         return None
 
     def dataset(self, request: Request) -> tuple[list[str], DatasetIndex | None, str | None]:
@@ -594,7 +608,7 @@ class Console:
         return JSONResponse({"ok": error is None, "runs": runs, "total": total, "message": error or ""})
 
     async def api_create_run(self, request: Request) -> Response:
-        refused = self.refuse_write()
+        refused = await self.refuse_write()
         if refused is not None:
             return refused
         try:
@@ -627,7 +641,7 @@ class Console:
         return JSONResponse({"ok": True, **self.live(name, run)})
 
     async def api_stop(self, request: Request) -> Response:
-        refused = self.refuse_write()
+        refused = await self.refuse_write()
         if refused is not None:
             return refused
         try:
@@ -639,13 +653,13 @@ class Console:
         return await self._write(self.cluster.stop_training, request.path_params["name"], what == "run")
 
     async def api_promote(self, request: Request) -> Response:
-        refused = self.refuse_write()
+        refused = await self.refuse_write()
         if refused is not None:
             return refused
         return await self._write(self.cluster.request_promotion, request.path_params["name"])
 
     async def api_check_now(self, request: Request) -> Response:
-        refused = self.refuse_write()
+        refused = await self.refuse_write()
         if refused is not None:
             return refused
         return await self._write(self.cluster.check_now, request.path_params["name"])
@@ -684,7 +698,7 @@ class Console:
         if self.settings.read_only:
             outcome = ("error", refused, "The console is read-only (--read-only / console.readOnly): set production "
                                          "with `visionops deploy set` or kubectl.")
-        elif reason := self.cluster.unavailable():
+        elif reason := await run_in_threadpool(self.cluster.unavailable):
             outcome = ("error", refused, f"Setting production needs a Kubernetes cluster: {reason}.")
         else:
             try:
@@ -726,10 +740,7 @@ class Console:
             image = predict.check_upload(data, upload.filename or "", limit, self.settings.max_upload_pixels)
         except predict.UploadError as exc:
             return JSONResponse({"ok": False, "message": str(exc)}, status_code=exc.status)
-        isvc = None
-        if not self.settings.predictor_url and self.cluster.unavailable() is None:
-            with contextlib.suppress(Rejection):  # may not read it (RBAC): no address, said below
-                isvc, _ = self.guard(lambda: self.cluster.get_inference_service(self.settings.inference_service))
+        isvc = None if self.settings.predictor_url else await run_in_threadpool(self.inference_service)
         url = self.predictor_url(isvc)
         if not url:
             return JSONResponse({"ok": False, "message": "no predictor to ask: the InferenceService has no address "
