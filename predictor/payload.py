@@ -129,13 +129,13 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _check_size(raw: bytes, index: int, max_bytes: int) -> bytes:
-    """``raw``, an encoded image, if it is not empty and at most ``max_bytes`` long."""
+def _check_size(raw: bytes, index: int, max_bytes: int, decoded: bool = False) -> bytes:
+    """``raw``, an encoded image (``decoded`` from base64), if it is not empty and at most ``max_bytes`` long."""
     if not raw:
         raise PayloadError("empty_image", f"image {index} is empty")
     if len(raw) > max_bytes:
-        raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes, over the limit of {max_bytes} "
-                                              f"bytes (max_image_bytes)", status=413)
+        raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes{' decoded' if decoded else ''}, "
+                                              f"over the limit of {max_bytes} bytes (max_image_bytes)", status=413)
     return raw
 
 
@@ -247,12 +247,7 @@ def decode_base64(value: Any, index: int, max_bytes: int) -> bytes:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PayloadError("not_base64", f"image {index} is not valid base64 ({exc})") from exc
-    if not raw:
-        raise PayloadError("empty_image", f"image {index} is empty")
-    if len(raw) > max_bytes:
-        raise PayloadError("image_too_large", f"image {index} is {len(raw)} bytes decoded, over the limit of "
-                                              f"{max_bytes} bytes (max_image_bytes)", status=413)
-    return raw
+    return _check_size(raw, index, max_bytes, decoded=True)
 
 
 def v2_image(value: Any, index: int, max_bytes: int) -> bytes:
