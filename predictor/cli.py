@@ -165,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PREDICTOR_LINE_PREFIX}{exc}", file=sys.stderr)
         return 2
 
+    from predictor.internals import check as check_internals
     from predictor.model import DefectDetector, request_memory_bound
     from predictor.server import PredictorServer
+
+    problem = check_internals()  # a dependency bump must not turn a limit off silently
+    if problem:
+        print(f"{PREDICTOR_LINE_PREFIX}{problem}", file=sys.stderr)
+        return 2
 
     for name, value in MLFLOW_RETRIES.items():
         os.environ.setdefault(name, value)
