@@ -50,7 +50,7 @@ import requests
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
 
 from fixtures.models import train_tiny_model_dir  # noqa: E402
 from test_predictor_onnx import export_onnx_model_dir  # noqa: E402

@@ -34,7 +34,7 @@ import requests
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
 
 from bench_predictor import Server, load_images  # noqa: E402
 from fixtures.models import train_tiny_model_dir  # noqa: E402

@@ -24,7 +24,7 @@ from visionops.local_mlflow import free_port
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NAME = "vision-defect-detector"  # configs/serving.yaml model_name: the URL name without --model_name
 MAX_IMAGES = 3
 MAX_BYTES = 300_000

@@ -28,7 +28,7 @@ from predictor.artifacts import ModelArtifactError
 from predictor.onnx_yolo import YoloOnnx
 from predictor.runtimes import RUNTIMES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=RUNTIMES)

@@ -34,7 +34,7 @@ from predictor.onnx_yolo import YoloOnnx
 from predictor.runtimes import RUNTIMES, cpu_budget, cpus_from_cgroup
 from predictor.settings import ServingSettings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIDENCE = 0.0001  # the 1-epoch tiny model's boxes are faint
 
 

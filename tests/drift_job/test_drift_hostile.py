@@ -26,7 +26,7 @@ from visionops import config
 # Pillow warns about images over its own limit (89 Mpx) while opening them; the job's cap refuses them anyway.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 CAP = int(config.load("drift")["max_image_pixels"])
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NO_IMAGES = "holds no images (.bmp, .jpeg, .jpg, .png)"
 
 
