@@ -8,12 +8,15 @@
 #   hack/node-deps.sh node       containerd, runc, CNI plugins, iptables, conntrack
 #   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder)
 #   hack/node-deps.sh browser    chromium (headless; the console's Playwright tests drive it, tests/console)
+#   hack/node-deps.sh monitoring prometheus (its promtool checks and unit-tests the alerting rules, tests/alerts)
 set -euo pipefail
 
 NODE_PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux openssl curl)
 IMAGE_PKGS=(debootstrap docker.io)
 # Debian's chromium: Playwright (PyPI) drives it at /usr/bin/chromium; `playwright install` is never used.
 BROWSER_PKGS=(chromium)
+# Debian's prometheus: promtool (check rules, test rules); the server is not started by the install.
+MONITORING_PKGS=(prometheus)
 
 log() { printf '[node-deps] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -27,7 +30,8 @@ main() {
     node) pkgs=("${NODE_PKGS[@]}") ;;
     images) pkgs=("${IMAGE_PKGS[@]}") ;;
     browser) pkgs=("${BROWSER_PKGS[@]}") ;;
-    *) die "unknown argument '$1' (expected all, node, images or browser)" ;;
+    monitoring) pkgs=("${MONITORING_PKGS[@]}") ;;
+    *) die "unknown argument '$1' (expected all, node, images, browser or monitoring)" ;;
   esac
   for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
   if ((${#missing[@]} == 0)); then log "all present: ${pkgs[*]}"; return; fi

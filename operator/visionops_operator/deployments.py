@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 
 from visionops import production
 
-from . import builders, kube, rollouts, status, tracking
+from . import builders, kube, metrics, rollouts, status, tracking
 from . import conditions as c
 from .decisions import Status
 from .settings import OperatorSettings
@@ -279,10 +279,14 @@ def on_rollout_change(listener: RolloutListener) -> None:
 def after_write(md: Mapping[str, Any], written: Mapping[str, Any], before: Mapping[str, Any], mlflow: Any,
                 model: str, logger: logging.Logger) -> None:
     """Once the status is written: the history on the registered model, the rollout tag, the TrainingRuns."""
+    rollout, was = written.get("rollout") or {}, before.get("rollout") or {}
+    ended = rollout.get("outcome") in ("Succeeded", "Failed") and \
+        (rollout.get("outcome"), rollout.get("startTime")) != (was.get("outcome"), was.get("startTime"))
+    if ended:  # this write ended the rollout: counted once
+        metrics.ROLLOUTS.labels(md["metadata"]["namespace"], md["metadata"]["name"], rollout["outcome"]).inc()
     try:
         if written.get("history") != before.get("history"):
             production.record_history(mlflow, model, written.get("history") or [])
-        rollout, was = written.get("rollout") or {}, before.get("rollout") or {}
         if rollout.get("outcome") == "Succeeded" and rollout != was:
             production.tag_rollout(mlflow, model, rollout["version"], "served")
     except Exception as exc:  # the cluster's status is written; MLflow's copy catches up at the next change

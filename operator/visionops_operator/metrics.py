@@ -1,4 +1,4 @@
-"""Prometheus metrics of the operator (drift results, training outcomes, promotions).
+"""Prometheus metrics of the operator (drift results, training outcomes, promotions, rollouts).
 
 Labels say ``resource_namespace`` rather than ``namespace`` so that Prometheus' own target label
 is not overwritten when scraping the operator pod.
@@ -25,6 +25,10 @@ TRAINING_RUNS = Counter(
 )
 PROMOTIONS = Counter(
     "visionops_promotion_decisions_total", "Promotion gate decisions", ["resource_namespace", "decision"],
+)
+ROLLOUTS = Counter(
+    "visionops_rollouts_finished_total", "Rollouts of a ModelDeployment that ended, by outcome (Succeeded, Failed)",
+    ["resource_namespace", "model_deployment", "outcome"],
 )
 
 

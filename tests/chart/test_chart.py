@@ -232,6 +232,17 @@ def as_list(docs: list[dict[str, Any]]) -> str:
 # ---- static checks --------------------------------------------------------------------------------------
 
 
+def test_the_alerting_rules_render_as_a_prometheusrule_only_where_its_crd_is(k8s_bin: Path, kube_version: str):
+    """rules/visionops.rules.yaml, as it is, in a PrometheusRule (monitoring.coreos.com/v1 present); else nothing."""
+    assert not [d for d in render(k8s_bin, kube_version) if d["kind"] == "PrometheusRule"]
+    args = ["template", "visionops", str(CHART), "--namespace", "visionops", "--kube-version", kube_version,
+            "--api-versions", "monitoring.coreos.com/v1/PrometheusRule", "--set", "prometheusRule.labels.release=kps"]
+    docs = [d for d in yaml.safe_load_all(helm(k8s_bin, *args)) if d]
+    rule = find(docs, "PrometheusRule", "visionops-alerts")
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == {"groups": yaml.safe_load((CHART / "rules" / "visionops.rules.yaml").read_text())["groups"]}
+
+
 def test_chart_crds_are_byte_identical_to_manifests() -> None:
     sources = {p.name: p.read_bytes() for p in (REPO / "manifests" / "crds").glob("*.yaml")}
     copies = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
