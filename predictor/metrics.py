@@ -14,8 +14,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from predictor.artifacts import ModelInfo
 
-PREDICTIONS = Counter(
-    "visionops_predictions_total", "Detections returned, by class", ["model_name", "class_name"]
+DETECTIONS = Counter(
+    "visionops_detections_total", "Detections returned, by class", ["model_name", "class_name"]
+)
+# The same count under its old name, which said predictions though it counted detections: kept one release so that
+# dashboards and alerts built on it keep working while they move to visionops_detections_total.
+DETECTIONS_DEPRECATED_NAME = Counter(
+    "visionops_predictions_total", "DEPRECATED: use visionops_detections_total (the same count); removed in the next "
+    "release", ["model_name", "class_name"]
 )
 IMAGES = Counter("visionops_images_predicted_total", "Images run through the model", ["model_name"])
 ERRORS = Counter(
@@ -60,7 +66,8 @@ def record_predictions(model_name: str, class_names_per_image: Iterable[list[str
         IMAGES.labels(model_name).inc()
         DETECTIONS_PER_IMAGE.labels(model_name).observe(len(class_names))
         for class_name in class_names:
-            PREDICTIONS.labels(model_name, class_name).inc()
+            DETECTIONS.labels(model_name, class_name).inc()
+            DETECTIONS_DEPRECATED_NAME.labels(model_name, class_name).inc()
 
 
 def record_error(model_name: str, reason: str) -> None:

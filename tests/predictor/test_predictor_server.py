@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -246,8 +247,16 @@ def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, t
         f'request_predict_seconds_count{{model_name="{NAME}"}}',  # KServe's own
     ):
         assert series in metrics, series
-    by_class = [line for line in metrics.splitlines() if line.startswith("visionops_predictions_total{")]
+    by_class = [line for line in metrics.splitlines() if line.startswith("visionops_detections_total{")]
     assert by_class and all(any(f'class_name="{n}"' in line for n in _names(model_dir)) for line in by_class)
+    # the old name, one release longer: the same series and values
+    old = [line for line in metrics.splitlines() if line.startswith("visionops_predictions_total{")]
+    assert [line.replace("visionops_predictions_total", "visionops_detections_total") for line in old] == by_class
+    assert "# HELP visionops_predictions_total DEPRECATED: use visionops_detections_total" in metrics
+    promtool = shutil.which("promtool")  # Debian's prometheus (hack/node-deps.sh monitoring)
+    if promtool:  # the exposition as Prometheus' own linter reads it: names, units, help texts
+        lint = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True, text=True, timeout=60)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 @pytest.mark.mlflow
