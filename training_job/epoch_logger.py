@@ -24,18 +24,20 @@ class EpochLogger:
 
     ``on_fit_epoch_end`` fires once per epoch and once more for the trainer's own final
     validation of ``best.pt``; that extra call is skipped (the job validates ``best.pt`` itself).
-    ``tty`` forces whether the epoch bar is drawn (default: when stderr is a terminal).
+    ``tty`` forces whether the epoch bar is drawn (default: when stderr is a terminal). ``logged_through``: the
+    epochs (1-based) the run has metrics for already (a resumed run, training_job.resume): not logged again.
     """
 
     def __init__(
         self, client: MlflowClient, run_id: str, planned_epochs: int, say: Callable[[str], None],
-        tty: bool | None = None,
+        tty: bool | None = None, logged_through: int = 0,
     ) -> None:
         self.client = client
         self.run_id = run_id
         self.planned_epochs = planned_epochs
         self.say = say
         self.completed = 0
+        self.logged_through = logged_through
         self.epoch_seconds: list[float] = []
         self._train_epoch: int | None = None
         self._started = time.monotonic()
@@ -71,11 +73,12 @@ class EpochLogger:
         values = epoch_metrics(trainer.metrics or {}, losses, getattr(trainer, "lr", {}) or {})
         values[EPOCH_METRIC] = float(step)
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(key, value, now, step) for key, value in values.items()],
-            tags=[RunTag(PROGRESS_TAG, f"{step}/{self.planned_epochs}")],
-        )
+        if step > self.logged_through:  # a resumed run has this epoch's metrics from the pod before: once only
+            self.client.log_batch(
+                self.run_id,
+                metrics=[Metric(key, value, now, step) for key, value in values.items()],
+                tags=[RunTag(PROGRESS_TAG, f"{step}/{self.planned_epochs}")],
+            )
         seconds = time.monotonic() - self._started
         self.epoch_seconds.append(seconds)
         self.completed = step

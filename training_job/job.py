@@ -30,6 +30,7 @@ from visionops.contract import (
     ONNX_FILE,
     PER_CLASS_ARTIFACT,
     PLOTS_ARTIFACT_DIR,
+    RESUMED_FROM_TAG,
     SERVING_PRECISION_TAG,
     SERVING_REASON_TAG,
     TRAINING_KIND,
@@ -175,15 +176,20 @@ def start_run(opts: TrainOptions, state: JobState, exp_id: str, data: Any, init:
 
 
 def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init: Any,
-          say: Say) -> tuple[Any, Any]:
-    """Train from scratch, or from ``init`` (training_job.warm_start); return ``(trainer, epoch_logger)``."""
+          say: Say, resumed: Any = None) -> tuple[Any, Any]:
+    """Train from scratch, or from ``init`` (training_job.warm_start), or continue ``resumed`` (a
+    ``(Resumable, last.pt)`` pair: training_job.resume); return ``(trainer, epoch_logger)``."""
     from training_job import warm_start
     from training_job.epoch_logger import EpochLogger
     from training_job.recipe import nominal_batch
+    from training_job.resume import CheckpointUploader
 
+    if resumed is not None:
+        return continue_training(opts, data, client, run_id, resumed, say)
     model, mode = warm_start.model(opts.model, init, data.names)
     logger = EpochLogger(client, run_id, opts.epochs, say)
     logger.register(model)
+    CheckpointUploader(client, run_id).register(model)
     start = "from scratch" if init is None else (
         f"from {init.source}" + (f" (version {init.version})" if init.version else "")
         + (": all layers" if mode == warm_start.FULL else ": backbone, neck and box head; other classes, so the "
@@ -207,6 +213,46 @@ def train(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, init
     if not Path(trainer.best).is_file():
         raise JobError(f"training produced no {trainer.best}")
     return trainer, logger
+
+
+def continue_training(opts: TrainOptions, data: Any, client: MlflowClient, run_id: str, resumed: Any,
+                      say: Say) -> tuple[Any, Any]:
+    """ultralytics' own resume of the checkpoint (optimizer state, epoch, the run's recipe), into the same run."""
+    from ultralytics import YOLO
+
+    from training_job.epoch_logger import EpochLogger
+    from training_job.resume import CheckpointUploader
+
+    point, checkpoint = resumed
+    model = YOLO(str(checkpoint))
+    logger = EpochLogger(client, run_id, opts.epochs, say, logged_through=point.logged_through)
+    logger.register(model)
+    CheckpointUploader(client, run_id).register(model)
+    say(f"continuing from epoch {point.checkpoint_epochs}/{opts.epochs} (the checkpoint of the pod before)")
+    try:
+        model.train(resume=str(checkpoint), data=str(data.dataset_yaml), device=opts.device, workers=opts.workers)
+    finally:
+        logger.on_train_end(None)
+    trainer = model.trainer
+    if not Path(trainer.best).is_file():
+        raise JobError(f"training produced no {trainer.best}")
+    return trainer, logger
+
+
+def resume_point(opts: TrainOptions, client: MlflowClient, exp_id: str, say: Say) -> Any:
+    """``(Resumable, last.pt)`` when this TrainingRun (``--uid``) has an unfinished run to continue, else None."""
+    from training_job import resume
+
+    uid = opts.identity.get("uid")
+    found = resume.find(client, exp_id, uid) if uid else None
+    if found is None:
+        return None
+    point, checkpoint = resume.fetch(client, found[0], found[1], opts.workdir / "resume")
+    if not resume.can_continue(point, opts.epochs):
+        say(f"MLflow run {point.run_id} has a checkpoint of epoch {point.checkpoint_epochs}/{opts.epochs}: nothing "
+            "to continue, starting a new run")
+        return None
+    return point, checkpoint
 
 
 def evaluate(opts: TrainOptions, data: Any, best: Path) -> tuple[dict[str, float], dict[str, float]]:
@@ -371,13 +417,21 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
     digest = lineage.dataset_digest(data.root)
     phase("setup")
     init = resolve_init(opts, say)
-    run_id = start_run(opts, state, exp_id, data, init, say)
     client = state.client
     assert client is not None
-    phase("upload")
-    log_dataset(opts, data, client, run_id, digest, say)
+    resumed = resume_point(opts, client, exp_id, say)
+    if resumed is None:
+        run_id = start_run(opts, state, exp_id, data, init, say)
+        phase("upload")
+        log_dataset(opts, data, client, run_id, digest, say)
+    else:
+        point = resumed[0]
+        run_id = state.run_id = point.run_id
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, RESUMED_FROM_TAG, str(point.checkpoint_epochs))
+        say(f"resuming MLflow run {run_id} after epoch {point.checkpoint_epochs} (a retried pod of this TrainingRun)")
     phase("train")
-    trainer, logger = train(opts, data, client, run_id, init, say)
+    trainer, logger = train(opts, data, client, run_id, init, say, resumed)
     best = Path(trainer.best)
     phase("validate")
     say(f"validating {best}")
@@ -414,6 +468,7 @@ def run_job(opts: TrainOptions, state: JobState, say: Say) -> dict[str, Any]:
         "dataset_digest": digest,
         "init_from": {"source": init.source, "version": init.version} if init else None,
         "serving": serving.as_dict(),
+        "resumed_from_epoch": resumed[0].checkpoint_epochs if resumed else None,
         "epochs_completed": logger.completed,
         "seconds_per_epoch": round(sum(seconds) / len(seconds), 3) if seconds else None,
         "phase_seconds": phase.seconds,

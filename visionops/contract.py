@@ -36,6 +36,7 @@ IDENTITY_TAGS = {"namespace": NAMESPACE_TAG, "name": NAME_TAG, "uid": UID_TAG}
 DIGEST_TAG = TAG_PREFIX + "dataset-digest"  # sha256:<hex> of the data a model learned from (visionops.lineage)
 SOURCE_TAG = TAG_PREFIX + "dataset-source"  # where that data lay
 PROGRESS_TAG = TAG_PREFIX + "progress"  # "<completed>/<planned>" epochs while training
+RESUMED_FROM_TAG = TAG_PREFIX + "resumed-from-epoch"  # a retried pod continued the run after this epoch
 EPOCHS_COMPLETED_TAG = TAG_PREFIX + "epochs-completed"
 PROMOTION_TAG = TAG_PREFIX + "promotion"  # on a model version: "promoted" or "rejected"
 PROMOTION_REASON_TAG = TAG_PREFIX + "promotion-reason"
@@ -64,6 +65,8 @@ MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE, CLASS_MAP_FILE)  # what a registered ver
 # the predictor's OpenVINO runtime serves it instead of best.onnx
 INT8_MODEL_FILE, INT8_WEIGHTS_FILE = "best_int8.xml", "best_int8.bin"
 INT8_FILES = (INT8_MODEL_FILE, INT8_WEIGHTS_FILE)
+CHECKPOINT_ARTIFACT_DIR = "checkpoint"  # a training run's latest epoch (ultralytics' last.pt), for a retried pod
+CHECKPOINT_FILE = "last.pt"
 PER_CLASS_ARTIFACT = "per_class_ap50.json"  # AP50 by class name, at the run's root
 DATASET_ARTIFACT_DIR = "dataset"  # the data card and a sample grid
 PLOTS_ARTIFACT_DIR = "plots"  # ultralytics' training plots
@@ -276,6 +279,7 @@ class TrainingResult(_Document):
     dataset_digest: str | None = field(default=None, metadata=_is(_text))
     init_from: dict[str, Any] | None = field(default=None, metadata=_is(_object))
     serving: dict[str, Any] | None = field(default=None, metadata=_is(_object))
+    resumed_from_epoch: int | None = field(default=None, metadata=_is(_count))
     epochs_completed: int | None = field(default=None, metadata=_is(_count))
     seconds_per_epoch: float | None = field(default=None, metadata=_is(_number))
     phase_seconds: dict[str, float] | None = field(default=None, metadata=_is(_numbers))

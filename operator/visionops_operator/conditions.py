@@ -67,6 +67,9 @@ AWAITING_MANUAL = _reason(
     "AwaitingManualPromotion", "spec.promotion.mode is manual: annotate visionops.io/promote=true to promote")
 JOB_FAILED = _reason("JobFailed", "the Job failed; status.message has the job's error or the container's reason")
 JOB_DELETED = _reason("JobDeleted", "the Job was deleted before it finished")
+TRAINING_RESUMED = _reason(
+    "TrainingResumed", "a retried training pod continued the MLflow run after its checkpoint's epoch (an Event "
+    "only; status.resumedFromEpoch)")
 RESULT_MISSING = _reason("ResultMissing", "the Job succeeded but left no result and MLflow has no run for it")
 # DriftCheck
 CHECK_RUNNING = _reason("CheckRunning", "the check Job of the current generation has not finished yet", DRIFT_CHECK)

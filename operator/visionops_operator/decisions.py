@@ -126,6 +126,11 @@ def training_result(st: Status, result: Mapping[str, Any]) -> None:
            perClassAP50={k: float(v) for k, v in (result.get("per_class_ap50") or {}).items()})
     if result.get("dataset_digest"):
         st.set(datasetDigest=str(result["dataset_digest"]))
+    resumed = result.get("resumed_from_epoch")
+    if resumed:
+        st.set(resumedFromEpoch=int(resumed))
+        st.event(c.TRAINING_RESUMED, f"a retried pod continued MLflow run {result['run_id']} after epoch {resumed} "
+                                     "(the checkpoint of the pod before)")
     serving = result.get("serving") or {}
     if serving.get("precision"):
         st.set(serving={"precision": str(serving["precision"]), "reason": str(serving.get("reason") or ""),

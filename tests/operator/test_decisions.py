@@ -216,3 +216,21 @@ def test_retraining_points_the_status_and_the_history_entry_at_the_run():
     assert st.view["triggeredTrainingRun"] == "dc-retrain-abc" and st.view["lastRetrainTime"] == "2026-01-01T12:00:00Z"
     assert st.view["history"][-1]["triggeredTrainingRun"] == "dc-retrain-abc"
     assert [e.reason for e in st.events] == [c.DRIFT, c.RETRAINING_STARTED]
+
+
+def test_a_resumed_training_says_from_which_epoch():
+    st = step({"phase": c.REGISTERING})
+    d.training_result(st, {**RESULT, "resumed_from_epoch": 27, "serving": {
+        "precision": "int8", "reason": "INT8 is not lower", "fp32_score": 0.8, "int8_score": 0.81, "max_drop": 0.02}})
+    assert st.view["resumedFromEpoch"] == 27
+    assert st.view["serving"] == {"precision": "int8", "reason": "INT8 is not lower", "fp32MAP50": 0.8,
+                                  "int8MAP50": 0.81}
+    assert [e.reason for e in st.events] == [c.TRAINING_RESUMED, c.TRAINING_SUCCEEDED]
+    assert "after epoch 27" in st.events[0].message
+
+
+def test_an_uninterrupted_training_has_no_resume_in_status():
+    st = step({"phase": c.REGISTERING})
+    d.training_result(st, RESULT)
+    assert "resumedFromEpoch" not in st.view and "serving" not in st.view
+    assert [e.reason for e in st.events] == [c.TRAINING_SUCCEEDED]
