@@ -198,8 +198,10 @@ def onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.slow
 def test_parity_with_ultralytics_on_the_trained_tiny_model(onnx_model_dir: Path, tiny_images: list[bytes],
                                                            runtime: str):
+    # conf 0.001: above the class scores the head starts from (about 0.00035, nearly tied across classes in a
+    # one-epoch model, so which class an anchor's best is can differ in the last float bit between runtimes)
     total = _assert_same_detections(onnx_model_dir / "best.pt", onnx_model_dir / "best.onnx", runtime,
-                                    _variants(tiny_images), conf=0.0001, imgsz=64)
+                                    _variants(tiny_images), conf=0.001, imgsz=64)
     assert total > 0
 
 
