@@ -58,7 +58,7 @@ cluster-up:
 cluster-down:
 	hack/cluster.sh down
 
-.PHONY: images node-deps e2e
+.PHONY: images node-deps e2e kind-up kind-down kind-e2e
 
 # Debian packages of the node and the image builds (root; idempotent).
 node-deps:
@@ -92,3 +92,16 @@ pictures: venv prebuild
 # imported, a TrainingRun, promotion, HTTP predictions and a DriftCheck (tests/e2e; root, `make node-deps`).
 e2e: venv prebuild
 	$(PY) -m pytest -m e2e tests/e2e --durations=0
+
+# The user's path on this machine: a kind cluster from kind-config.yaml on a node image built here, KServe from
+# its own charts, the project's images loaded with `kind load docker-image`, the chart installed with
+# ci/05-kind-values.yaml (root: the project's dockerd; docs/kind.md). Prints the context and URLs.
+kind-up:
+	hack/kind.sh up
+
+kind-down:
+	hack/kind.sh down
+
+# The e2e tests on that kind cluster (created unless it runs; deleted after when this run created it).
+kind-e2e: venv prebuild
+	VISIONOPS_E2E_NODE=kind $(PY) -m pytest -m e2e tests/e2e --durations=0

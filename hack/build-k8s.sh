@@ -10,6 +10,9 @@
 # Usage:
 #   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
 #   hack/build-k8s.sh --node               the same plus the node binaries and images (hack/cluster.sh up --node)
+#   hack/build-k8s.sh --kind               the --node build plus what the kind node image and cluster need
+#                                          (kubeadm, kind, kube-router, local-path-provisioner, kube-rbac-proxy;
+#                                          hack/kind/node-image.sh)
 #   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
 #   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
 #   hack/build-k8s.sh --versions           print the pinned versions
@@ -22,6 +25,11 @@ HELM_VERSION=v3.19.5         # helm.sh/helm/v3
 KSERVE_VERSION=v0.20.0       # github.com/kserve/kserve (config/crd/{full,minimal}); newest the proxy serves
 COREDNS_VERSION=v1.14.7      # github.com/coredns/coredns (v1.15 needs Go 1.26)
 CRICTL_VERSION=v1.34.0       # sigs.k8s.io/cri-tools/cmd/crictl (matches the kubelet's CRI)
+KIND_VERSION=v0.33.0         # sigs.k8s.io/kind
+KUBE_ROUTER_VERSION=v2.1.0   # github.com/cloudnativelabs/kube-router/v2: the kind node's CNI and NetworkPolicy
+                             # enforcer (the only version the proxy serves; kindnetd's source is not served)
+LOCAL_PATH_VERSION=v0.0.30   # github.com/rancher/local-path-provisioner: kind's `standard` StorageClass
+RBAC_PROXY_VERSION=v0.18.0   # github.com/brancz/kube-rbac-proxy: the KServe controller's metrics sidecar
 # ------------------------------------------------------------------------------------------------
 
 CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
@@ -31,6 +39,7 @@ SRC=$ROOT/src
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 NODE_K8S_CMDS=(kubelet kube-proxy)
+KIND_K8S_CMDS=(kubeadm)
 NICE=(nice -n 10)
 NODE_IMAGE_REPO=visionops.local   # the node's static images: $NODE_IMAGE_REPO/{pause,probe}:$NODE_IMAGE_TAG
 NODE_IMAGE_TAG=0.1.0
@@ -200,18 +209,43 @@ build_node() {
   build_node_images
 }
 
+# What a kind node image and cluster need beyond the node binaries (hack/kind/node-image.sh, hack/kind.sh).
+build_kind() {
+  go_install kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
+  go_install kube-router "$KUBE_ROUTER_VERSION" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+  go_install local-path-provisioner "$LOCAL_PATH_VERSION" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
+  go_build_module kube-rbac-proxy "$RBAC_PROXY_VERSION" "github.com/brancz/kube-rbac-proxy@$RBAC_PROXY_VERSION" ./cmd/kube-rbac-proxy
+}
+
+# go_build_module NAME VERSION MODULE@VERSION PKG: `go build` PKG inside the downloaded module, for modules
+# whose @v/list the proxy refuses (`go install m@v` reads it for deprecation notices).
+go_build_module() {
+  local name=$1 version=$2 module=$3 pkg=$4 dir
+  if is_current "$name" "$version"; then log "$name $version: cached"; return; fi
+  log "$name $version: building"
+  dir=$(go_mod_field "$module" Dir)
+  [[ -d $dir ]] || die "go mod download $module gave no directory"
+  rm -rf "$ROOT/.tmp-$name"
+  (cd "$dir" && "${NICE[@]}" go build -trimpath -ldflags="-s -w" -o "$ROOT/.tmp-$name" "$pkg") \
+    || die "go build of $pkg in $module failed"
+  mv -f "$ROOT/.tmp-$name" "$BIN/$name" && stamp "$name" "$version"
+}
+
 main() {
-  local node=0
+  local node=0 kind=0
   case "${1:-}" in
     --node) node=1; K8S_CMDS+=("${NODE_K8S_CMDS[@]}") ;;
+    --kind) node=1 kind=1; K8S_CMDS+=("${NODE_K8S_CMDS[@]}" "${KIND_K8S_CMDS[@]}") ;;
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
-      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\n' \
-        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION"
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\n' \
+        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION" \
+        "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION"
       return ;;
     "") ;;
-    *) die "unknown argument '$1' (expected none, --node, --print-bin-dir, --print-kserve-crds or --versions)" ;;
+    *) die "unknown argument '$1' (expected none, --node, --kind, --print-bin-dir, --print-kserve-crds or --versions)" ;;
   esac
   need_go
   mkdir -p "$BIN" "$SRC"
@@ -225,6 +259,7 @@ main() {
   build_etcd
   build_helm
   ((node)) && build_node
+  ((kind)) && build_kind
   crds=$(kserve_crd_dir)
   printf '%s\n' "$crds" >"$ROOT/kserve-crds-path"
   log "kserve $KSERVE_VERSION CRDs: $crds"

@@ -44,7 +44,6 @@ IMG=$CACHE/images
 CLUSTER_STATE=${VISIONOPS_CLUSTER_DIR:-$CACHE/cluster}
 CONTAINERD_SOCK=$CLUSTER_STATE/node/containerd/containerd.sock
 DOCKER_ROOT=$IMG/docker
-DOCKER_EXEC=/run/visionops-docker         # short: it holds unix sockets
 TAG=${IMAGE_TAG:-0.1.0}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -73,14 +72,6 @@ host_cas() { [[ -n $HOST_CA_DIR && -d $HOST_CA_DIR ]] && find "$HOST_CA_DIR" -na
 
 rootfs_key() {
   printf '%s\n' "$SUITE" minbase "$BASE_PACKAGES" "$MIRROR" rootfs-v2 | hash_stdin
-}
-
-# unmount_under DIR: lazily unmount everything mounted below DIR (debootstrap's /proc, /sys, ...).
-unmount_under() {
-  local m
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
 }
 
 ensure_rootfs() {
@@ -141,35 +132,9 @@ ca_stop() {
 # ---- dockerd -----------------------------------------------------------------------------------------
 # shellcheck source=lib/proc.sh
 source "$HERE/lib/proc.sh"  # proc_start, proc_alive, proc_stop, proc_wait
-DOCKERD_PROC=""  # the pid file of the dockerd this run started (lib/proc.sh), once it is up
-docker_() { docker --host "unix://$DOCKER_EXEC/docker.sock" "$@"; }
-
-dockerd_up() {
-  [[ -n $DOCKERD_PROC ]] && return
-  command -v dockerd >/dev/null || die "dockerd not found: run 'sudo hack/node-deps.sh images'"
-  mkdir -p "$DOCKER_ROOT" "$DOCKER_EXEC"
-  local start=$SECONDS
-  DOCKERD_PROC=$DOCKER_EXEC/dockerd.proc
-  trap 'dockerd_down; ca_stop' EXIT
-  # No bridge, no iptables rules, no forwarding: this daemon changes nothing in the host's network.
-  proc_start "$DOCKERD_PROC" "$IMG/dockerd.log" dockerd --data-root "$DOCKER_ROOT" --exec-root "$DOCKER_EXEC" \
-    --pidfile "$DOCKER_EXEC/dockerd.pid" \
-    --host "unix://$DOCKER_EXEC/docker.sock" --storage-driver overlay2 \
-    --exec-opt native.cgroupdriver=cgroupfs --bridge none --iptables=false --ip6tables=false \
-    --ip-forward=false --ip-masq=false --userland-proxy=false --oom-score-adjust 0
-  proc_wait "$DOCKERD_PROC" dockerd "$IMG/dockerd.log" 60 "dockerd's API" docker_ info
-  log "dockerd up in $((SECONDS - start)) s (data root $DOCKER_ROOT)"
-}
-
-dockerd_down() {
-  [[ -n $DOCKERD_PROC ]] || return 0
-  proc_stop "$DOCKERD_PROC" dockerd 30
-  unmount_under "$DOCKER_ROOT"
-  unmount_under "$DOCKER_EXEC"
-  rm -rf --one-file-system "$DOCKER_EXEC"  # sockets and runtime state only
-  DOCKERD_PROC=""
-  log "dockerd stopped"
-}
+# shellcheck source=lib/dockerd.sh
+source "$HERE/lib/dockerd.sh"  # dockerd_up, dockerd_down, docker_, unmount_under (a running one is reused)
+trap 'dockerd_down; ca_stop' EXIT
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 docker_id() { docker_ image inspect --format '{{.Id}}' "$1" 2>/dev/null; }
@@ -220,7 +185,7 @@ build_base() {
   docker_ tag "$keyref" "$BASE_REF"
   docker_ tag "$keyref" "$BASE_LOCAL_REF"
   docker_ image ls --format '{{.Repository}}:{{.Tag}}' visionops.local/python | grep ':rootfs-' \
-    | grep -v ":rootfs-$key\$" | xargs -r docker --host "unix://$DOCKER_EXEC/docker.sock" rmi >/dev/null 2>&1 || true
+    | grep -v ":rootfs-$key\$" | xargs -r docker --host "$DOCKER_HOST_URL" rmi >/dev/null 2>&1 || true
   record base "$key" "$id"
 }
 
@@ -238,7 +203,7 @@ build_project_image() {
     ca_serve
     [[ -n $PIP_CA_URL ]] && args+=(--build-arg "PIP_CA_URL=$PIP_CA_URL")
     log "$name: docker build -f docker/$name.Dockerfile (key $key)"
-    DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "unix://$DOCKER_EXEC/docker.sock" build --network host \
+    DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "$DOCKER_HOST_URL" build --network host \
       --force-rm -f "$REPO/docker/$name.Dockerfile" -t "$keyref" "${args[@]}" "$REPO" >"$IMG/build-$name.log" 2>&1 \
       || { tail -n 30 "$IMG/build-$name.log" >&2; die "docker build of $name failed (log: $IMG/build-$name.log)"; }
     id=$(docker_id "$keyref")
@@ -248,7 +213,7 @@ build_project_image() {
   # Older builds of this image (their dependency layer stays while the new build shares it) and the
   # dangling `pins` stages go.
   docker_ image ls --format '{{.Repository}}:{{.Tag}}' "visionops-$name" | grep ":build-" | grep -v ":build-$key\$" \
-    | xargs -r docker --host "unix://$DOCKER_EXEC/docker.sock" rmi >/dev/null 2>&1 || true
+    | xargs -r docker --host "$DOCKER_HOST_URL" rmi >/dev/null 2>&1 || true
   docker_ image prune -f >/dev/null
   record "$name" "$key" "$id"
 }

@@ -6,13 +6,13 @@
 # Usage:
 #   hack/node-deps.sh            node + image-build packages
 #   hack/node-deps.sh node       containerd, runc, CNI plugins, iptables, conntrack
-#   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder)
+#   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder), jq
 #   hack/node-deps.sh browser    chromium (headless; the console's Playwright tests drive it, tests/console)
 #   hack/node-deps.sh monitoring prometheus (its promtool checks and unit-tests the alerting rules, tests/alerts)
 set -euo pipefail
 
 NODE_PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux openssl curl)
-IMAGE_PKGS=(debootstrap docker.io)
+IMAGE_PKGS=(debootstrap docker.io jq)
 # Debian's chromium: Playwright (PyPI) drives it at /usr/bin/chromium; `playwright install` is never used.
 BROWSER_PKGS=(chromium)
 # Debian's prometheus: promtool (check rules, test rules); the server is not started by the install.
