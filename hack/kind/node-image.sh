@@ -9,7 +9,7 @@
 #   2. the base: bookworm (systemd 252: systemd >= 256 refuses this machine's hybrid cgroups) with Debian's
 #      containerd, runc and CNI plugins, and kind's own base files (entrypoint, systemd units, containerd
 #      config) from the kind module;
-#   3. the node: kubeadm, kubelet, kubectl in /usr/bin, /kind/version, /kind/manifests/default-{cni,storage}.yaml,
+#   3. the node: kubeadm, kubelet, kubectl in /usr/bin, crictl, /kind/version, /kind/manifests/default-{cni,storage}.yaml,
 #      and the component images imported into the node's containerd (pinned), committed with kind's entrypoint.
 #
 # Binaries come from hack/build-k8s.sh --kind (Go module proxy). The result is cached by a key of everything it
@@ -74,7 +74,7 @@ image_key() {
     printf '%s\n' "$K8S_VERSION" "$KIND_MODULE_VERSION" node-image-v1
     docker_ image inspect --format '{{.Id}}' "$BASE_IMAGE"
     sha256sum "$HERE"/node-image.sh "$HERE"/default-cni.yaml "$HERE"/node-base.Dockerfile "$HERE"/runc-without-sys-resource
-    (cd "$BIN" && sha256sum kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy \
+    (cd "$BIN" && sha256sum kubeadm kubelet kubectl crictl kube-apiserver kube-controller-manager kube-scheduler kube-proxy \
       etcd coredns pause kube-router local-path-provisioner)
   } | sha256sum | cut -c1-12
 }
@@ -132,7 +132,7 @@ build_base() {
   chmod -R u+w "$ctx/files"
   cp "$HERE/runc-without-sys-resource" "$ctx/"
   log "node base: bookworm + systemd, containerd, runc, CNI plugins, kind's base files"
-  DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "$DOCKER_HOST_URL" build --network host \
+  DOCKER_BUILDKIT=0 "${NICE[@]}" docker --host "$DOCKER_HOST_URL" build --network host --force-rm \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PAUSE_IMAGE=$REGISTRY/pause:$PAUSE_TAG" \
     -f "$HERE/node-base.Dockerfile" -t "$NODE_BASE_REF" "$ctx" >"$STATE/build-base.log" 2>&1 \
     || { tail -n 30 "$STATE/build-base.log" >&2; die "building the node base failed (log: $STATE/build-base.log)"; }
@@ -149,6 +149,7 @@ build_node() {
   trap "docker --host '$DOCKER_HOST_URL' rm -f '$name' >/dev/null 2>&1 || true; rm -rf '$tars'; dockerd_down" EXIT
   local b
   for b in kubeadm kubelet kubectl; do docker_ cp "$BIN/$b" "$name:/usr/bin/$b"; done
+  docker_ cp "$BIN/crictl" "$name:/usr/local/bin/crictl"   # kind load and kind export logs call it
   docker_ exec "$name" mkdir -p /kind/manifests
   printf '%s\n' "$K8S_VERSION" | docker_ exec -i "$name" tee /kind/version >/dev/null
   sed "s#@KUBE_ROUTER_IMAGE@#$KUBE_ROUTER_REF#g" "$HERE/default-cni.yaml" \

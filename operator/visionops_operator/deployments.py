@@ -29,12 +29,12 @@ from . import builders, kube, metrics, rollouts, status, tracking
 from . import conditions as c
 from .decisions import Status
 from .settings import OperatorSettings
+from .status import Decision
 
 PLURAL = production.PLURAL
 RESOURCE = (production.GROUP, production.VERSION, PLURAL)
 PROBE_TIMEOUT = 2.0
 log = logging.getLogger(__name__)
-Decision = Callable[[Status], None]
 
 
 class Deployments:
@@ -119,12 +119,8 @@ def _reconcile(md: Mapping[str, Any], settings: OperatorSettings, logger: loggin
     model = (spec.get("model") or {}).get("name") or ""
 
     def write(*decisions: Decision) -> dict[str, Any] | None:
-        def decide(_: Mapping[str, Any], st: Status) -> None:
-            for decision in decisions:
-                decision(st)
-            st.set(observedGeneration=st.generation)
-        done = status.update(PLURAL, namespace, name, decide, uid=meta["uid"])
-        return done[1].view if done else None
+        done = status.update(PLURAL, namespace, name, *decisions, _observed, uid=meta["uid"])
+        return done.view if done else None
 
     if not settings.mlflow_uri:
         return write(partial(rollouts.unavailable, reason=c.MLFLOW_DOWN,
@@ -177,6 +173,11 @@ def change_author(md: Mapping[str, Any]) -> tuple[str, str]:
     if f"f:{production.CHANGE_CAUSE}" in annotations:
         cause = (md["metadata"].get("annotations") or {}).get(production.CHANGE_CAUSE, "")
     return owner.get("manager") or "unknown", cause
+
+
+def _observed(st: Status) -> None:
+    """Every pass records the generation it reconciled."""
+    st.set(observedGeneration=st.generation)
 
 
 def change_production(md: Mapping[str, Any], mlflow: Any, target: rollouts.Target, desired: str) -> Decision:

@@ -8,6 +8,7 @@ finalizer.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import kopf
@@ -44,7 +45,7 @@ def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name
         kube.ensure_cronjob(namespace, cronjob)
     job_name = job["metadata"]["name"]
 
-    def decide(_: Mapping[str, Any], st: d.Status) -> None:
+    def decide(st: d.Status) -> None:
         d.check_job_created(st, job_name, created, job_name in d.history_names(st.view))
 
     status.update(PLURAL, namespace, name, decide, uid=uid, current=body)
@@ -61,7 +62,7 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
     check_uid = owner_uid(body, "DriftCheck")  # None for a CronJob's Job (the CronJob owns it)
     outcome = job_outcome(body)
     if outcome.state == ACTIVE:
-        status.update(PLURAL, namespace, check_name, lambda _, st: d.check_job_active(st, job_name))
+        status.update(PLURAL, namespace, check_name, partial(d.check_job_active, job_name=job_name))
         return
     check = kube.get_custom(namespace, PLURAL, check_name)
     if check is None or job_name in d.history_names(check.get("status") or {}):
@@ -75,14 +76,14 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
     scheduled = bool((check.get("spec") or {}).get("schedule"))
     retrain = _retrain(check, job_name, outcome, document, memo.settings.mlflow_uri, logger)
 
-    def decide(_: Mapping[str, Any], st: d.Status) -> None:
+    def decide(st: d.Status) -> None:
         drift = d.check_job_finished(st, job_name, generation, outcome, result, failure, scheduled)
         if drift and retrain:
             d.retraining_started(st, job_name, *retrain)
 
     written = status.update(PLURAL, namespace, check_name, decide, uid=check_uid, current=check)
-    if written and written[1].changes.get("history"):
-        view = written[1].view
+    if written and written.changes.get("history"):
+        view = written.view
         metrics.DRIFT_SHARE.labels(namespace, check_name).set(view.get("driftShare") or 0.0)
         metrics.DRIFT_DETECTED.labels(namespace, check_name).set(1 if view.get("driftDetected") else 0)
         if retrain and retrain[1]:

@@ -60,8 +60,8 @@ def read_once(tracker: ProgressTracker, mlflow_uri: str, logger: logging.Logger)
                 continue
             tracker.found(namespace, name, run_id)
             epoch, epochs = tracking.epoch_progress(mlflow, run_id)
-            decide = partial(d.training_progress, run_id=run_id, epoch=epoch, epochs=epochs)
-            status.update("trainingruns", namespace, name, lambda _, st, decide=decide: decide(st), uid=uid)
+            status.update("trainingruns", namespace, name,
+                          partial(d.training_progress, run_id=run_id, epoch=epoch, epochs=epochs), uid=uid)
         except Exception as exc:  # progress is best effort; the next pass tries again
             logger.warning(f"progress of {namespace}/{name}: {type(exc).__name__}: {exc}")
 

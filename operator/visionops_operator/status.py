@@ -1,8 +1,9 @@
 """The one writer of custom-resource status: read, decide (pure), write with optimistic concurrency, post Events.
 
-Every handler and the progress loop change a TrainingRun's or DriftCheck's status through :func:`update`,
-so two writers (a Job's handler and the resource's own) never overwrite each other's conditions: the
-write carries the resourceVersion it was decided on, and a conflict re-reads and decides again.
+Every reconciler (TrainingRun, DriftCheck, ModelDeployment, the progress loop) changes status the same way:
+``update(plural, namespace, name, *decisions)``, each decision a :data:`Decision` (a pure function of the
+:class:`Status` it changes). Two writers (a Job's handler and the resource's own) never overwrite each other's
+conditions: the write carries the resourceVersion it was decided on, and a conflict re-reads and decides again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from . import kube
 from .decisions import Status
 
 Clock = Callable[[], datetime]
-Decide = Callable[[Mapping[str, Any], Status], None]
+Decision = Callable[[Status], None]
+"""One step of a status change: a pure function of the :class:`Status` it records its changes in."""
 ATTEMPTS = 8
 
 
@@ -27,13 +29,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def update(plural: str, namespace: str, name: str, decide: Decide, *, uid: str | None = None,
-           current: Mapping[str, Any] | None = None, clock: Clock = utcnow) -> tuple[dict[str, Any], Status] | None:
-    """Apply ``decide(resource, status)`` to the live resource and write its changes once.
+def update(plural: str, namespace: str, name: str, *decisions: Decision, uid: str | None = None,
+           current: Mapping[str, Any] | None = None, clock: Clock = utcnow) -> Status | None:
+    """Apply ``decisions`` in order to the live resource's status and write their changes once.
 
     ``current`` (e.g. the body a kopf handler got) saves the first read; a conflict reads it afresh.
-    Returns the resource as decided on and the decided :class:`Status`, or ``None`` when the resource is
-    gone, being deleted, or (with ``uid``) replaced by another of the same name.
+    Returns the decided :class:`Status` (``.changes`` what was written, ``.view`` the status after it), or
+    ``None`` when the resource is gone, being deleted, or (with ``uid``) replaced by another of the same name.
     """
     for attempt in range(ATTEMPTS):
         obj = dict(current) if current is not None and attempt == 0 else kube.get_custom(namespace, plural, name)
@@ -41,7 +43,8 @@ def update(plural: str, namespace: str, name: str, decide: Decide, *, uid: str |
         if obj is None or meta.get("deletionTimestamp") or (uid and meta.get("uid") != uid):
             return None
         st = Status(obj.get("status") or {}, clock(), meta.get("generation"))
-        decide(obj, st)
+        for decision in decisions:
+            decision(st)
         if st.changes:
             try:
                 kube.patch_status(namespace, plural, name, st.changes, meta["resourceVersion"])
@@ -50,7 +53,7 @@ def update(plural: str, namespace: str, name: str, decide: Decide, *, uid: str |
                     continue
                 raise
         post(obj, st)
-        return obj, st
+        return st
     raise kopf.TemporaryError(f"{plural}/{name}: status kept changing while being written", delay=1)
 
 

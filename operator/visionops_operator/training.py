@@ -7,7 +7,7 @@ its ownerReference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -21,11 +21,11 @@ from . import conditions as c
 from . import decisions as d
 from .jobs import ACTIVE, failure_reason, job_outcome, latest_pod, owner_uid, pod_result
 from .settings import OperatorSettings
+from .status import Decision
 
 PLURAL = "trainingruns"
 RESOURCE = (GROUP, VERSION, PLURAL)
 TRAINING_JOBS = {builders.LABEL_COMPONENT: "training", builders.LABEL_TRAINING_RUN: kopf.PRESENT}
-Decision = Callable[[d.Status], None]
 
 
 class RetryLater(Exception):
@@ -97,17 +97,10 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kop
 def write(namespace: str, name: str, uid: str, *decisions: Decision,
           current: Mapping[str, Any] | None = None) -> d.Status | None:
     """Apply ``decisions`` to the live run's status and write it (the one writer); count finished runs."""
-    def decide(_: Mapping[str, Any], st: d.Status) -> None:
-        for decision in decisions:
-            decision(st)
-
-    written = status.update(PLURAL, namespace, name, decide, uid=uid, current=current)
-    if written is None:
-        return None
-    phase = written[1].changes.get("phase")
-    if phase in c.TERMINAL_PHASES:
-        metrics.TRAINING_RUNS.labels(namespace, phase).inc()
-    return written[1]
+    written = status.update(PLURAL, namespace, name, *decisions, uid=uid, current=current)
+    if written is not None and written.changes.get("phase") in c.TERMINAL_PHASES:
+        metrics.TRAINING_RUNS.labels(namespace, written.changes["phase"]).inc()
+    return written
 
 
 def advance(namespace: str, name: str, uid: str, settings: OperatorSettings, logger: kopf.Logger) -> None:
