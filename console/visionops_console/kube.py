@@ -12,12 +12,13 @@ Pure helpers (request bodies, rejection parsing) come first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,16 @@ def rejection(status: int, body: str | bytes | None, reason: str = "") -> Reject
     if status == 409 and not fields:
         fields["metadata.name"] = [message]
     return Rejection(status, message, fields)
+
+
+def refusal(exc: Any, verb: str, what: str, namespace: str) -> Rejection:
+    """The console's one reading of an apiserver refusal of a write (``ApiException``): the apiserver's own message
+    and field causes (:func:`rejection`); an RBAC refusal also says which permission the console's identity lacks."""
+    refused = rejection(exc.status, exc.body, exc.reason)
+    if exc.status == 403:
+        refused.message = (f"the console may not {verb} {what} in namespace {namespace} (RBAC: its Role needs "
+                           f"{verb} on {what.lower()}): {refused.message}")
+    return refused
 
 
 def _number(value: Any) -> Any:
@@ -297,6 +308,17 @@ class Cluster:
                 self._probe = (time.monotonic(), message)
             raise ClusterUnavailable(message) from None
 
+    @contextlib.contextmanager
+    def _refusing(self, verb: str, what: str) -> Iterator[None]:
+        """Every write runs inside this: an apiserver refusal (schema, CEL, RBAC, conflict) becomes one
+        :class:`Rejection` (:func:`refusal`), so the page shows why and nothing is half-done."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            yield
+        except ApiException as exc:
+            raise refusal(exc, verb, what, self.namespace) from None
+
     def _dict(self, obj: Any) -> Any:
         return self._client().sanitize_for_serialization(obj)
 
@@ -349,53 +371,45 @@ class Cluster:
 
     def create_training_run(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create it; the apiserver's refusal (schema, CEL, name taken, RBAC) as a :class:`Rejection`."""
-        from kubernetes.client.rest import ApiException
 
         custom, _, _ = self._apis()
-        try:
+        with self._refusing("create", "TrainingRuns"):
             return self._call(custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace,
                               "trainingruns", body)
-        except ApiException as exc:
-            raise rejection(exc.status, exc.body, exc.reason) from None
 
     def stop_training(self, name: str, delete_run: bool) -> str:
         """Stop a training: delete its Job (the pod goes with it; the operator marks the run Failed, JobDeleted),
         or delete the TrainingRun itself (its Job goes by ownerReference). Returns what was done, in words."""
         from kubernetes.client import V1DeleteOptions
-        from kubernetes.client.rest import ApiException
 
         custom, _, batch = self._apis()
         run = self.get_training_run(name)
         if run is None:
             raise Rejection(404, f"TrainingRun {name} does not exist (any more)")
         options = V1DeleteOptions(propagation_policy="Background")
-        try:
-            if delete_run:
+        if delete_run:
+            with self._refusing("delete", "TrainingRuns"):
                 self._call(custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, "trainingruns",
                            name, body=options)
-                return (f"Deleted TrainingRun {name}; its Job and pod are garbage-collected with it. "
-                        "Its MLflow run and any registered model version stay.")
-            job = (run.get("status") or {}).get("jobName")
-            if not job:
-                raise Rejection(409, f"TrainingRun {name} has no Job yet (phase "
-                                     f"{(run.get('status') or {}).get('phase') or 'none'}); nothing to stop")
+            return (f"Deleted TrainingRun {name}; its Job and pod are garbage-collected with it. "
+                    "Its MLflow run and any registered model version stay.")
+        job = (run.get("status") or {}).get("jobName")
+        if not job:
+            raise Rejection(409, f"TrainingRun {name} has no Job yet (phase "
+                                 f"{(run.get('status') or {}).get('phase') or 'none'}); nothing to stop")
+        with self._refusing("delete", "Jobs"):
             self._call(batch.delete_namespaced_job, job, self.namespace, body=options)
-        except ApiException as exc:
-            raise rejection(exc.status, exc.body, exc.reason) from None
         return (f"Deleted Job {job} of TrainingRun {name}; its pod stops. The operator marks the run Failed "
                 "(reason JobDeleted); the TrainingRun stays for the record.")
 
     def request_promotion(self, name: str) -> str:
         """Annotate ``visionops.io/promote=true`` (manual promotion: what the README tells kubectl users)."""
-        from kubernetes.client.rest import ApiException
 
         custom, _, _ = self._apis()
         patch = {"metadata": {"annotations": {ANNOTATION_PROMOTE: "true"}}}
-        try:
+        with self._refusing("patch", "TrainingRuns"):
             self._call(custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, "trainingruns", name,
                        patch)
-        except ApiException as exc:
-            raise rejection(exc.status, exc.body, exc.reason) from None
         return f"Annotated TrainingRun {name} with {ANNOTATION_PROMOTE}=true; the operator promotes its version."
 
     def training_pods(self, name: str) -> list[dict[str, Any]]:
@@ -468,12 +482,13 @@ class Cluster:
                 if own:
                     newest = max(own, key=lambda j: j["metadata"].get("creationTimestamp") or "")
                     template = {"metadata": newest["metadata"], "spec": newest["spec"]}
-            if template is None:
-                raise Rejection(409, f"DriftCheck {name} has no check Job or CronJob yet (is the operator running?)")
-            job = check_now_job(check, template, now or datetime.now(UTC))
-            created = self._call(batch.create_namespaced_job, self.namespace, job)
         except ApiException as exc:
-            raise rejection(exc.status, exc.body, exc.reason) from None
+            raise refusal(exc, "list", "CronJobs and Jobs", self.namespace) from None
+        if template is None:
+            raise Rejection(409, f"DriftCheck {name} has no check Job or CronJob yet (is the operator running?)")
+        job = check_now_job(check, template, now or datetime.now(UTC))
+        with self._refusing("create", "Jobs"):
+            created = self._call(batch.create_namespaced_job, self.namespace, job)
         job_name = created.metadata.name
         return f"Created check Job {job_name} from DriftCheck {name}'s own template; its result lands in the status."
 
@@ -492,10 +507,7 @@ class Cluster:
             if exc.status == 404:
                 raise Rejection(404, "the cluster has no ModelDeployment CRD (install the chart's crds/ or "
                                      "manifests/crds)") from None
-            if exc.status == 403:
-                raise Rejection(403, f"the console may not list ModelDeployments in namespace {self.namespace} "
-                                     "(RBAC: its Role needs get, list and patch on modeldeployments)") from None
-            raise rejection(exc.status, exc.body, exc.reason) from None
+            raise refusal(exc, "list", "ModelDeployments", self.namespace) from None
         return sorted(items, key=lambda md: md["metadata"]["name"])
 
     def set_production(self, name: str, action: str, version: str, model: str = "") -> str:
@@ -504,7 +516,6 @@ class Cluster:
         offered; a different target now is refused). One merge patch of spec.version and the change cause, as
         field manager :data:`FIELD_MANAGER`; the operator moves the MLflow alias and rolls out. Every refusal is
         a :class:`Rejection` and changes nothing. Returns what was done, in words."""
-        from kubernetes.client.rest import ApiException
 
         md = self._get_custom(production.PLURAL, name)
         if md is None:
@@ -532,15 +543,9 @@ class Cluster:
             raise Rejection(409, f"ModelDeployment {name} already asks for version {current} (spec.version, phase "
                                  f"{status.get('phase') or 'not reported yet'}): nothing to change")
         custom, _, _ = self._apis()
-        try:
+        with self._refusing("patch", "ModelDeployments"):
             self._call(custom.patch_namespaced_custom_object, production.GROUP, production.VERSION, self.namespace,
                        production.PLURAL, name, patch, field_manager=FIELD_MANAGER)
-        except ApiException as exc:
-            refused = rejection(exc.status, exc.body, exc.reason)
-            if exc.status == 403:
-                refused.message = (f"the console may not patch ModelDeployments in namespace {self.namespace} "
-                                   f"(RBAC: its Role needs patch on modeldeployments): {refused.message}")
-            raise refused from None
         isvc, wanted = spec.get("inferenceService") or name, patch["spec"]["version"]
         return (f"Version {wanted} requested: spec.version of ModelDeployment {name} is now {wanted} (was "
                 f"{current or 'none'}; cause \u201c{cause}\u201d). The operator moves the production alias of "
