@@ -28,20 +28,20 @@ prebuild:
 	@$(MAKE) --no-print-directory -j2 go-builds $(if $(ROOT),test-images)
 
 go-builds:
-	hack/build-k8s.sh $(if $(ROOT),--node)
+	hack/build-k8s.sh $(if $(ROOT),--kind)
 	hack/kserve.sh build
 
-# The operator, job and predictor images of the e2e test, built (not imported: the test's node does that).
+# The project's images of the e2e tests, built and cached (the e2e fixture builds the kind node image and loads them).
 test-images: test-node-deps
-	@if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then hack/images.sh --no-import; \
+	@if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then hack/images.sh; \
 	else echo "no dockerd/debootstrap: the e2e test will skip"; fi
 
-# As root with apt, the Debian packages the node, e2e, console browser and alert tests need (idempotent); elsewhere
+# As root with apt, the Debian packages the e2e (kind), console browser and alert tests need (idempotent); elsewhere
 # those tests skip and say why.
 test-node-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then hack/node-deps.sh && hack/node-deps.sh browser \
 	&& hack/node-deps.sh monitoring; \
-	else echo "not root with apt-get: the node, e2e, console browser and promtool tests will skip"; fi
+	else echo "not root with apt-get: the e2e, console browser and promtool tests will skip"; fi
 
 lint: venv
 	$(PY) -m ruff check .
@@ -49,22 +49,21 @@ lint: venv
 k8s-binaries:
 	hack/build-k8s.sh
 
-# NODE=1: also a node that runs pods (root; `make node-deps` first). One build-k8s.sh call, so that a cold
-# build compiles the Kubernetes commands in one `go build`.
+# The fast local control plane (no node: pods stay Pending; pods run on the kind cluster, make kind-up).
 cluster-up:
-	hack/build-k8s.sh $(if $(filter 1,$(NODE)),--node)
-	hack/cluster.sh up $(if $(filter 1,$(NODE)),--node)
+	hack/build-k8s.sh
+	hack/cluster.sh up
 
 cluster-down:
 	hack/cluster.sh down
 
 .PHONY: images node-deps e2e kind-up kind-down kind-e2e
 
-# Debian packages of the node and the image builds (root; idempotent).
+# Debian packages of the image builds and kind (root; idempotent).
 node-deps:
 	hack/node-deps.sh
 
-# base, operator, job and predictor images, built locally and imported into the running node.
+# The base and the project's images, built locally (kind-up loads them into the kind node).
 images:
 	hack/images.sh
 
@@ -88,8 +87,8 @@ pictures: venv prebuild
 	cp .visionops/pictures-demo/prediction.png docs/demo-prediction.png
 	VISIONOPS_PICTURES=1 $(PY) -m pytest tests/console --durations=5
 
-# The end-to-end test alone: the chart on the local node (started or reused), the project's images built and
-# imported, a TrainingRun, promotion, HTTP predictions and a DriftCheck (tests/e2e; root, `make node-deps`).
+# The end-to-end tests alone, on the kind cluster (created unless it runs; deleted after when this run created
+# it): the chart, a TrainingRun, promotion, HTTP predictions, a DriftCheck (tests/e2e; root, `make node-deps`).
 e2e: venv prebuild
 	$(PY) -m pytest -m e2e tests/e2e --durations=0
 
@@ -102,6 +101,4 @@ kind-up:
 kind-down:
 	hack/kind.sh down
 
-# The e2e tests on that kind cluster (created unless it runs; deleted after when this run created it).
-kind-e2e: venv prebuild
-	VISIONOPS_E2E_NODE=kind $(PY) -m pytest -m e2e tests/e2e --durations=0
+kind-e2e: e2e

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Build a pinned local Kubernetes toolchain from the Go module proxy (no container registry needed):
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, plus the KServe CRDs;
-# with --node also what a local node runs: kubelet, kube-proxy, CoreDNS, crictl and the node's two
-# static images (pause, probe; hack/node/).
+# with --kind also what the kind node image and cluster need (hack/kind/node-image.sh, hack/kind.sh).
 #
 # Everything lands in ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/k8s-<K8S_VERSION>/ (outside the repo);
 # what is already built is skipped, so a warm run takes about a second.
 #
 # Usage:
 #   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
-#   hack/build-k8s.sh --node               the same plus the node binaries and images (hack/cluster.sh up --node)
-#   hack/build-k8s.sh --kind               the --node build plus what the kind node image and cluster need
-#                                          (kubeadm, kind, kube-router, local-path-provisioner, kube-rbac-proxy;
-#                                          hack/kind/node-image.sh)
+#   hack/build-k8s.sh --kind               the same plus the node's binaries (kubeadm, kubelet, kube-proxy,
+#                                          CoreDNS, crictl, pause) and kind, kube-router, local-path-provisioner,
+#                                          kube-rbac-proxy
 #   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
 #   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
 #   hack/build-k8s.sh --versions           print the pinned versions
@@ -38,11 +36,8 @@ BIN=$ROOT/bin
 SRC=$ROOT/src
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-NODE_K8S_CMDS=(kubelet kube-proxy)
-KIND_K8S_CMDS=(kubeadm)
+KIND_K8S_CMDS=(kubeadm kubelet kube-proxy)
 NICE=(nice -n 10)
-NODE_IMAGE_REPO=visionops.local   # the node's static images: $NODE_IMAGE_REPO/{pause,probe}:$NODE_IMAGE_TAG
-NODE_IMAGE_TAG=0.1.0
 
 log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -182,35 +177,23 @@ go_install() {
   rm -rf "$out"
 }
 
-# The node's own static images (hack/node/images: pause, probe), stamped with a hash of their sources.
-build_node_images() {
-  local src=$HERE/node/images hash name out=$ROOT/.tmp-node-images
-  hash=$(cd "$src" && find . -type f -not -name '*.tar' | LC_ALL=C sort | xargs sha256sum \
-           | cat - "$HERE/node/static-image.sh" | sha256sum | cut -c1-16)
-  if is_current pause "$hash" && is_current probe "$hash" && [[ -f $ROOT/images/pause.tar && -f $ROOT/images/probe.tar ]]; then
-    log "node images (pause, probe): cached"; return
-  fi
-  log "node images (pause, probe): building static binaries"
-  rm -rf "$out" && mkdir -p "$out" "$ROOT/images"
-  (cd "$src" && CGO_ENABLED=0 "${NICE[@]}" go build -trimpath -ldflags="-s -w" -o "$out/" ./pause ./probe) \
-    || die "go build of the node images' binaries failed"
-  for name in pause probe; do
-    "$HERE/node/static-image.sh" "$out/$name.tar" "$NODE_IMAGE_REPO/$name:$NODE_IMAGE_TAG" "$out/$name"
-    mv -f "$out/$name.tar" "$ROOT/images/$name.tar"
-    mv -f "$out/$name" "$BIN/$name" && stamp "$name" "$hash"
-  done
-  rm -rf "$out"
+# The pod sandbox's pause process (hack/kind/pause), stamped with a hash of its source.
+build_pause() {
+  local src=$HERE/kind/pause hash
+  hash=$(cd "$src" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+  if is_current pause "$hash"; then log "pause: cached"; return; fi
+  log "pause: building a static binary"
+  (cd "$src" && CGO_ENABLED=0 "${NICE[@]}" go build -trimpath -ldflags="-s -w" -o "$ROOT/.tmp-pause" .) \
+    || die "go build of pause failed"
+  mv -f "$ROOT/.tmp-pause" "$BIN/pause" && stamp pause "$hash"
 }
 
-build_node() {
+# What a kind node image and cluster need (hack/kind/node-image.sh, hack/kind.sh).
+build_kind() {
   go_install coredns "$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
   go_install crictl "$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
     "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-  build_node_images
-}
-
-# What a kind node image and cluster need beyond the node binaries (hack/kind/node-image.sh, hack/kind.sh).
-build_kind() {
+  build_pause
   go_install kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
   go_install kube-router "$KUBE_ROUTER_VERSION" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
     "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
@@ -233,10 +216,9 @@ go_build_module() {
 }
 
 main() {
-  local node=0 kind=0
+  local kind=0
   case "${1:-}" in
-    --node) node=1; K8S_CMDS+=("${NODE_K8S_CMDS[@]}") ;;
-    --kind) node=1 kind=1; K8S_CMDS+=("${NODE_K8S_CMDS[@]}" "${KIND_K8S_CMDS[@]}") ;;
+    --kind) kind=1; K8S_CMDS+=("${KIND_K8S_CMDS[@]}") ;;
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
@@ -245,7 +227,7 @@ main() {
         "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION"
       return ;;
     "") ;;
-    *) die "unknown argument '$1' (expected none, --node, --kind, --print-bin-dir, --print-kserve-crds or --versions)" ;;
+    *) die "unknown argument '$1' (expected none, --kind, --print-bin-dir, --print-kserve-crds or --versions)" ;;
   esac
   need_go
   mkdir -p "$BIN" "$SRC"
@@ -258,7 +240,6 @@ main() {
   build_k8s
   build_etcd
   build_helm
-  ((node)) && build_node
   ((kind)) && build_kind
   crds=$(kserve_crd_dir)
   printf '%s\n' "$crds" >"$ROOT/kserve-crds-path"

@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager
-# (+ kube-scheduler on request), with generated certificates, RBAC enforced, state outside the repo;
-# with --node also a real node that runs pods: containerd + kubelet + kube-proxy + CoreDNS (hack/node/).
+# (+ kube-scheduler on request), with generated certificates, RBAC enforced, state outside the repo.
+# No node: pods stay Pending here. Where pods must run, use the kind cluster (hack/kind.sh, make kind-up).
 #
 # Usage:
 #   hack/cluster.sh up       start (or reuse) the cluster; last stdout line: the admin kubeconfig path
-#   hack/cluster.sh up --node   the same with a node (needs root, hack/node-deps.sh, build-k8s.sh --node)
 #   hack/cluster.sh down     stop every process of this cluster; `down --purge` also deletes its state
-#   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (use: eval "$(hack/cluster.sh env)");
-#                            with a node also CONTAINER_RUNTIME_ENDPOINT (crictl)
+#   hack/cluster.sh env      print `export KUBECONFIG=... PATH=...` (use: eval "$(hack/cluster.sh env)")
 #   hack/cluster.sh status   show each component and /readyz; exit 1 unless the cluster is up
 #
 # Environment:
@@ -21,9 +19,6 @@
 #   ADVERTISE_ADDRESS       address in the `kubernetes` Service's endpoints (default: this host's
 #                           primary IPv4; the apiserver refuses a loopback one there)
 #   UP_TIMEOUT              seconds to wait for readiness (default 90)
-#   NODE=1                  same as `up --node`. A cluster started with a node keeps it: a later `up`
-#                           restarts the node too (`down --purge` forgets it)
-#   NODE_NAME               the node's name (default visionops-node)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,9 +32,9 @@ PORTS_FILE=$STATE/ports.env
 SERVICE_CIDR=${SERVICE_CIDR:-10.0.0.0/24}
 SERVICE_IP=${SERVICE_IP:-10.0.0.1}       # first address of SERVICE_CIDR: the `kubernetes` Service
 BIND_ADDRESS=127.0.0.1                    # controller-manager, scheduler (health and metrics only)
-APISERVER_BIND_ADDRESS=127.0.0.1          # 0.0.0.0 with a node: its components come through a veth
+APISERVER_BIND_ADDRESS=127.0.0.1
 UP_TIMEOUT=${UP_TIMEOUT:-90}
-# Stop order for `down`: the node first (stop_node), then the control plane, etcd last.
+# Stop order for `down`: the control plane, etcd last.
 STOP_ORDER=(kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -224,21 +219,16 @@ start_scheduler() {
   wait_for kube-scheduler "kube-scheduler /healthz" insecure_ok "$SCHEDULER_PORT" /healthz
 }
 
-# The node: start_node, stop_node, node_status, node_alive (network namespace, containerd, kubelet, ...).
-# shellcheck source=hack/node/node.sh
-source "$HERE/node/node.sh"
-
 # ---- commands ------------------------------------------------------------------------------------
 running() { alive etcd && alive kube-apiserver && load_ports && https_ok "$APISERVER_PORT" /readyz; }
 
 cmd_up() {
-  local scheduler=${VISIONOPS_SCHEDULER:-0} node=${NODE:-0}
-  [[ $node == 1 || $node == 0 ]] || die "NODE must be 0 or 1, got '$node'"
+  local scheduler=${VISIONOPS_SCHEDULER:-0}
   while (($#)); do
     case $1 in
       --scheduler) scheduler=1 ;;
-      --node) node=1 ;;
-      *) die "unknown option '$1' for up (expected --scheduler or --node)" ;;
+      --node) die "the local node is gone: pods run on the kind cluster (hack/kind.sh up, make kind-up)" ;;
+      *) die "unknown option '$1' for up (expected --scheduler)" ;;
     esac
     shift
   done
@@ -246,24 +236,12 @@ cmd_up() {
   mkdir -p "$STATE" "$RUN" "$LOGS"
   exec 9>"$STATE/.lock"
   flock 9
-  local start_time=$SECONDS had_node=0
-  [[ -f $NODE_ENV ]] && had_node=1
+  local start_time=$SECONDS
   if running; then
     log "already running (state: $STATE)"
-    if ((scheduler || had_node)) && ! alive kube-scheduler; then start_scheduler; fi
-    if ((node && !had_node)); then
-      die "this cluster runs without a node (its apiserver listens on loopback only): run '$0 down', then '$0 up --node'"
-    fi
-    if ((had_node)) && ! node_alive; then
-      log "node components are not all running: restarting the node"
-      ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-$(advertise_address)}
-      stop_node
-      start_node
-    fi
+    if ((scheduler)) && ! alive kube-scheduler; then start_scheduler; fi
   else
     stop_all  # leftovers of a crashed or half-started run
-    ((had_node)) && node=1
-    ((node)) && APISERVER_BIND_ADDRESS=0.0.0.0
     ADVERTISE_ADDRESS=${ADVERTISE_ADDRESS:-$(advertise_address)}
     ensure_pki
     choose_ports "$PORTS_FILE" APISERVER_PORT ETCD_PORT ETCD_PEER_PORT KCM_PORT SCHEDULER_PORT
@@ -274,8 +252,7 @@ cmd_up() {
     start_etcd
     start_apiserver
     start_controller_manager
-    ((scheduler || node)) && start_scheduler
-    ((node)) && start_node
+    ((scheduler)) && start_scheduler
     # The controller-manager works once it has made the `default` ServiceAccount of `default`.
     wait_for kube-controller-manager "the default ServiceAccount" kubectl get serviceaccount default -n default
     log "ready in $((SECONDS - start_time)) s; eval \"\$($0 env)\" or export KUBECONFIG=$KUBECONFIG_PATH"
@@ -285,7 +262,6 @@ cmd_up() {
 
 stop_all() {
   local name
-  stop_node
   for name in "${STOP_ORDER[@]}"; do stop "$name"; done
   for name in "$RUN"/*.pid; do [[ -e $name ]] && stop "$(basename "$name" .pid)"; done
   return 0
@@ -299,7 +275,6 @@ cmd_down() {
   mkdir -p "$RUN"
   exec 9>"$STATE/.lock"
   flock 9
-  BIN=${VISIONOPS_K8S_BIN:-$("$HERE/build-k8s.sh" --print-bin-dir)}  # crictl, to stop the node's pods
   stop_all
   if ((purge)); then
     if awk -v p="$STATE/" 'index($5, p) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
@@ -315,9 +290,6 @@ cmd_env() {
   [[ -f $KUBECONFIG_PATH ]] || die "no cluster state in $STATE: run '$0 up' first"
   # shellcheck disable=SC2016  # $PATH expands where the output is eval-ed
   printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\n' "$KUBECONFIG_PATH" "$(bin_dir)"
-  # crictl (in the bin dir) talks to the node's containerd.
-  [[ -f $NODE_ENV ]] && printf 'export CONTAINER_RUNTIME_ENDPOINT=%q\n' "unix://$CONTAINERD_SOCK"
-  return 0
 }
 
 cmd_status() {
@@ -325,8 +297,6 @@ cmd_status() {
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler; do
     if alive "$name"; then echo "$name: running (pid $(proc_pid "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
-  BIN=${VISIONOPS_K8S_BIN:-$("$HERE/build-k8s.sh" --print-bin-dir)}
-  node_status
   if load_ports && https_ok "$APISERVER_PORT" /readyz; then
     echo "readyz: ok (https://127.0.0.1:$APISERVER_PORT)"; echo "kubeconfig: $KUBECONFIG_PATH"
   else
@@ -343,7 +313,7 @@ main() {
     down) cmd_down "$@" ;;
     env) cmd_env ;;
     status) cmd_status ;;
-    *) die "usage: $0 up [--scheduler] [--node] | down [--purge] | env | status (got '${cmd}')" ;;
+    *) die "usage: $0 up [--scheduler] | down [--purge] | env | status (got '${cmd}')" ;;
   esac
 }
 

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Start and stop a local cluster N times in a row (default 20) and count the failures: the check that
-# start-up waits judge processes reliably (hack/lib/proc.sh). Loopback and the node's own netns only.
+# start-up waits judge processes reliably (hack/lib/proc.sh). Loopback only.
 #
-# Usage: hack/cycle-cluster.sh [N] [--node]
+# Usage: hack/cycle-cluster.sh [N]
 #   Uses a state dir of its own (VISIONOPS_CLUSTER_DIR, default /tmp/visionops-cycle), purged at the end.
 #   Prints one line per cycle (up/down seconds, ok/FAILED) and a summary; exits 1 if any cycle failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cycles=20 node_flag=()
+cycles=20
 for arg in "$@"; do
   case $arg in
-    --node) node_flag=(--node) ;;
-    ''|*[!0-9]*) echo "usage: $0 [N] [--node]" >&2; exit 2 ;;
+    ''|*[!0-9]*) echo "usage: $0 [N]" >&2; exit 2 ;;
     *) cycles=$arg ;;
   esac
 done
@@ -21,7 +20,7 @@ mkdir -p "$logs"
 failures=0 up_total=0
 for ((i = 1; i <= cycles; i++)); do
   t0=$(date +%s.%N)
-  if "$HERE/cluster.sh" up "${node_flag[@]}" >"$logs/up-$i.log" 2>&1; then up=ok; else up=FAILED; failures=$((failures + 1)); fi
+  if "$HERE/cluster.sh" up >"$logs/up-$i.log" 2>&1; then up=ok; else up=FAILED; failures=$((failures + 1)); fi
   t1=$(date +%s.%N)
   "$HERE/cluster.sh" down >"$logs/down-$i.log" 2>&1 || { up="$up, down FAILED"; failures=$((failures + 1)); }
   t2=$(date +%s.%N)
@@ -31,6 +30,5 @@ for ((i = 1; i <= cycles; i++)); do
   [[ $up == ok ]] || tail -n 5 "$logs/up-$i.log" | sed 's/^/    /'
 done
 "$HERE/cluster.sh" down --purge >/dev/null 2>&1
-printf '%d cycles%s: %d failed; mean up %.1f s (logs: %s)\n' "$cycles" "${node_flag[*]:+ with a node}" \
-  "$failures" "$(echo "$up_total / $cycles" | bc -l)" "$logs"
+printf '%d cycles: %d failed; mean up %.1f s (logs: %s)\n' "$cycles" "$failures" "$(echo "$up_total / $cycles" | bc -l)" "$logs"
 ((failures == 0))

@@ -4,25 +4,22 @@
 #      bookworm's python3 is 3.11), imported into docker as python:3.11-slim-bookworm (the
 #      BASE_IMAGE default of docker/*.Dockerfile) and as visionops.local/python:3.11-bookworm;
 #   2. the project's own docker/{operator,mlflow,job,predictor,console}.Dockerfile, unchanged, built with
-#      the legacy builder by a dockerd started here (Debian docker.io; overlay2, cgroupfs, its own data root
-#      under the cache dir, no bridge and no iptables rules: builds use the host network);
-#   3. each image imported into the `k8s.io` namespace of the local node's containerd
-#      (hack/cluster.sh up --node), when that node runs.
+#      the legacy builder by the project's dockerd (hack/lib/dockerd.sh; Debian docker.io, its own data root
+#      under the cache dir; builds use the host network).
+# The kind cluster gets them with `kind load docker-image` (hack/kind.sh).
 #
 # Everything is cached under ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/images: the rootfs tarball,
 # docker's data root, and for each image the key it was built from (a hash of its Dockerfile, the files
 # it COPYs, pyproject.toml, the base and the build args). A run rebuilds only images whose key changed,
-# imports only images the node lacks, and starts no dockerd when there is nothing to build or import.
+# and starts no dockerd when there is nothing to build.
 #
 # Usage:
-#   hack/images.sh [OPTIONS] [IMAGE...]     IMAGE: base operator mlflow job predictor console (default: all)
-#     --no-import          build only
+#   hack/images.sh [IMAGE...]               IMAGE: base operator mlflow job predictor console (default: all)
 # The Dockerfiles install the dependencies in one layer before they copy the code, and docker keeps that
-# layer (it is part of the image): a change to application code rebuilds and re-imports only the COPY layers.
+# layer (it is part of the image): a change to application code rebuilds only the COPY layers.
 #   hack/images.sh --refs [IMAGE...]        print the image references
 #
 # Environment:
-#   VISIONOPS_CLUSTER_DIR   the cluster whose node gets the images (default $VISIONOPS_CACHE/cluster)
 #   IMAGE_TAG               tag of the project images (default 0.1.0: the chart's and docs' tag)
 #   TORCH_INDEX_URL         passed to the job build (see docker/job.Dockerfile)
 #   DEBIAN_MIRROR           debootstrap mirror (default http://deb.debian.org/debian)
@@ -41,8 +38,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
 IMG=$CACHE/images
-CLUSTER_STATE=${VISIONOPS_CLUSTER_DIR:-$CACHE/cluster}
-CONTAINERD_SOCK=$CLUSTER_STATE/node/containerd/containerd.sock
 DOCKER_ROOT=$IMG/docker
 TAG=${IMAGE_TAG:-0.1.0}
 SUITE=bookworm
@@ -136,7 +131,6 @@ source "$HERE/lib/proc.sh"  # proc_start, proc_alive, proc_stop, proc_wait
 source "$HERE/lib/dockerd.sh"  # dockerd_up, dockerd_down, docker_, unmount_under (a running one is reused)
 trap 'dockerd_down; ca_stop' EXIT
 
-ctr_() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 docker_id() { docker_ image inspect --format '{{.Id}}' "$1" 2>/dev/null; }
 
 # ---- images -----------------------------------------------------------------------------------------
@@ -162,17 +156,10 @@ image_key() {
 record() { printf '%s %s\n' "$2" "$3" >"$IMG/$1.built"; }              # record IMAGE KEY ID
 recorded() { cut -d' ' -f"$2" "$IMG/$1.built" 2>/dev/null || true; }  # recorded IMAGE 1|2 -> key|id
 
-# node_has IMAGE ID: the running node's containerd holds IMAGE's reference with image id ID.
-node_has() {
-  [[ -n $CRICTL ]] || return 1
-  [[ $("$CRICTL" --runtime-endpoint "unix://$CONTAINERD_SOCK" inspecti -o go-template \
-       --template '{{.status.id}}' "$(ref_of "$1")" 2>/dev/null) == "$2" ]]
-}
-
 build_base() {
   local key=$ROOTFS_KEY keyref id
   keyref=visionops.local/python:rootfs-$key
-  if [[ $(recorded base 1) == "$key" ]] && { ((!IMPORT)) || [[ -z $CRICTL ]] || node_has base "$(recorded base 2)"; }; then
+  if [[ $(recorded base 1) == "$key" ]]; then
     log "base: cached"; return
   fi
   dockerd_up
@@ -194,7 +181,7 @@ build_project_image() {
   key=$(image_key "$name")
   ref=$(ref_of "$name")
   keyref=visionops-$name:build-$key
-  if [[ $(recorded "$name" 1) == "$key" ]] && { ((!IMPORT)) || [[ -z $CRICTL ]] || node_has "$name" "$(recorded "$name" 2)"; }; then
+  if [[ $(recorded "$name" 1) == "$key" ]]; then
     log "$name: cached ($ref, key $key)"; return
   fi
   dockerd_up
@@ -218,56 +205,13 @@ build_project_image() {
   record "$name" "$key" "$id"
 }
 
-import_image() {
-  local name=$1 id ref start=$SECONDS
-  id=$(recorded "$name" 2)
-  ref=$(ref_of "$name")
-  if node_has "$name" "$id"; then log "$name: already in the node's containerd"; return; fi
-  dockerd_up
-  ensure_disk_for "$ref"
-  log "$name: importing $ref into containerd (k8s.io)"
-  docker_ save "$ref" | ctr_ images import - >/dev/null \
-    || die "importing $ref into $CONTAINERD_SOCK failed"
-  node_has "$name" "$id" || die "$ref is not in the node's containerd with id $id after the import"
-  discard_layers "$ref"
-  log "$name: imported in $((SECONDS - start)) s"
-}
-
-# ensure_disk_for REF: an import writes the image's layer blobs before it unpacks and drops them. Should that
-# bring the node's disk under the kubelet's eviction threshold (2 %), the kubelet deletes unused images to
-# reclaim space, the pause image among them, which nothing can pull again here. So refuse the import unless
-# the image fits with 5 % of the disk to spare.
-ensure_disk_for() {
-  local size avail total need
-  size=$(docker_ image inspect --format '{{.Size}}' "$1")
-  read -r total avail < <(df -B1 --output=size,avail "$CLUSTER_STATE" | tail -n1)
-  need=$((size + total / 20))
-  ((avail >= need)) || die "importing $1 needs about $(numfmt --to=iec "$need") free on $CLUSTER_STATE's filesystem \
-(its $(numfmt --to=iec "$size") of layers while they unpack + 5 % kept free for the kubelet); $(numfmt --to=iec "$avail") is free"
-}
-
-# discard_layers REF: drop the (uncompressed) layer blobs of an imported image from containerd's content
-# store once they are unpacked: containers start from the snapshots, and the CRI works with such images
-# (its discard_unpacked_layers setting does the same for pulls). Halves the disk a torch image takes.
-discard_layers() {
-  local name digest layers
-  name=$(ctr_ images ls -q | grep -x -e "docker.io/library/$1" -e "$1" | head -n1)
-  digest=$(ctr_ images ls | awk -v n="$name" '$1 == n { print $3 }')
-  [[ -n $digest ]] || { log "WARNING: $1 not listed by ctr; keeping its layer blobs"; return 0; }
-  layers=$(ctr_ content get "$digest" | python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin).get("layers", [])))')
-  # shellcheck disable=SC2086  # digests have no spaces
-  [[ -n $layers ]] && ctr_ content rm $layers >/dev/null
-}
-
 main() {
   local images=() refs=0 a
-  IMPORT=1
   for a in "$@"; do
     case $a in
-      --no-import) IMPORT=0 ;;
       --refs) refs=1 ;;
       base|operator|mlflow|job|predictor|console) images+=("$a") ;;
-      *) die "unknown argument '$a' (expected --no-import, --refs or an image: ${ALL_IMAGES[*]})" ;;
+      *) die "unknown argument '$a' (expected --refs or an image: ${ALL_IMAGES[*]})" ;;
     esac
   done
   ((${#images[@]})) || images=("${ALL_IMAGES[@]}")
@@ -277,26 +221,12 @@ main() {
   exec 9>"$IMG/.lock"
   if ! flock -n 9; then log "another hack/images.sh holds $IMG/.lock; waiting"; flock 9; fi
 
-  # The node to import into: its containerd socket answers (crictl comes from hack/build-k8s.sh --node).
-  CRICTL=""
-  if ((IMPORT)); then
-    local crictl
-    crictl=$("$HERE/build-k8s.sh" --print-bin-dir)/crictl
-    if [[ -S $CONTAINERD_SOCK && -x $crictl ]] && "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" info >/dev/null 2>&1; then
-      CRICTL=$crictl
-    else
-      log "no running node at $CLUSTER_STATE (hack/cluster.sh up --node): building without importing"
-      IMPORT=0
-    fi
-  fi
-
   local start=$SECONDS
   ensure_rootfs
   build_base  # every image builds FROM it
   for a in "${images[@]}"; do
     [[ $a == base ]] || build_project_image "$a"
   done
-  if ((IMPORT)); then for a in "${images[@]}"; do import_image "$a"; done; fi
   dockerd_down
   ca_stop
   log "done in $((SECONDS - start)) s"

@@ -63,7 +63,7 @@ exists() { kind get clusters 2>/dev/null | grep -qx "$NAME"; }
 build() {
   "$HERE/build-k8s.sh" --kind >/dev/null
   "$HERE/kserve.sh" build >/dev/null
-  "$HERE/images.sh" --no-import >/dev/null
+  "$HERE/images.sh" >/dev/null
   NODE_IMAGE=$("$HERE/kind/node-image.sh" | tail -n1)
 }
 

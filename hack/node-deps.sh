@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Install the Debian packages the local node (hack/cluster.sh up --node) and the local image builds
-# (hack/images.sh) need. Needs root (apt-get). Idempotent: packages already installed are skipped, and
+# Install the Debian packages the image builds and the kind cluster (hack/images.sh, hack/kind.sh) need. Needs root (apt-get). Idempotent: packages already installed are skipped, and
 # nothing is started (no daemon is left running by the install; the scripts start their own).
 #
 # Usage:
-#   hack/node-deps.sh            node + image-build packages
-#   hack/node-deps.sh node       containerd, runc, CNI plugins, iptables, conntrack
-#   hack/node-deps.sh images     debootstrap, docker.io (dockerd for the legacy builder), jq
+#   hack/node-deps.sh            the image builds' and kind's packages (same as `images`)
+#   hack/node-deps.sh images     debootstrap, docker.io (dockerd: builds and kind's node containers), jq, openssl
 #   hack/node-deps.sh browser    chromium (headless; the console's Playwright tests drive it, tests/console)
 #   hack/node-deps.sh monitoring prometheus (its promtool checks and unit-tests the alerting rules, tests/alerts)
 set -euo pipefail
 
-NODE_PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux openssl curl)
-IMAGE_PKGS=(debootstrap docker.io jq)
+IMAGE_PKGS=(debootstrap docker.io jq openssl curl)
 # Debian's chromium: Playwright (PyPI) drives it at /usr/bin/chromium; `playwright install` is never used.
 BROWSER_PKGS=(chromium)
 # Debian's prometheus: promtool (check rules, test rules); the server is not started by the install.
@@ -26,12 +23,10 @@ installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == i
 main() {
   local pkgs=() missing=() p
   case "${1:-all}" in
-    all) pkgs=("${NODE_PKGS[@]}" "${IMAGE_PKGS[@]}") ;;
-    node) pkgs=("${NODE_PKGS[@]}") ;;
-    images) pkgs=("${IMAGE_PKGS[@]}") ;;
+    all|images) pkgs=("${IMAGE_PKGS[@]}") ;;
     browser) pkgs=("${BROWSER_PKGS[@]}") ;;
     monitoring) pkgs=("${MONITORING_PKGS[@]}") ;;
-    *) die "unknown argument '$1' (expected all, node, images, browser or monitoring)" ;;
+    *) die "unknown argument '$1' (expected all, images, browser or monitoring)" ;;
   esac
   for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
   if ((${#missing[@]} == 0)); then log "all present: ${pkgs[*]}"; return; fi

@@ -183,7 +183,7 @@ main() {
   flock 9
   trap dockerd_down EXIT
   dockerd_up
-  docker_ image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missing: run 'hack/images.sh --no-import base'"
+  docker_ image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missing: run 'hack/images.sh base'"
   for b in kubeadm kubelet kubectl kube-router local-path-provisioner; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run 'hack/build-k8s.sh --kind'"
   done

@@ -1,10 +1,11 @@
 """End to end on a real node: the chart's console pod (docker/console.Dockerfile), opened through its Service.
 
-The release of ``charts/visionops/ci/06-local-node-values.yaml`` runs the console with its own ServiceAccount and
-Role, the dataset volume mounted read-only and the in-cluster MLflow; its Service is a NodePort there, and the
-fixture adds the node's IP to the console's allowed Host headers. The pages are read the way a browser reads them:
-plain GETs of the server-rendered HTML, JSON and images. Nothing is trained here (tests/e2e/test_e2e.py does that):
-the deploy page shows the registry (empty) and the InferenceService the chart created.
+The release of ``charts/visionops/ci/05-kind-values.yaml`` runs the console with its own ServiceAccount and Role,
+the dataset volume mounted read-only and the in-cluster MLflow; ``tests/e2e/e2e-values.yaml`` makes its Service a
+NodePort, and the fixture adds the node's IP to the console's allowed Host headers. The pages are read the way a
+browser reads them: plain GETs of the server-rendered HTML, JSON and images. Nothing is trained here
+(tests/e2e/test_e2e.py does that): the deploy page shows the registry (empty) and the InferenceService the chart
+created.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The kind cluster itself, as ``make kind-up`` leaves it: what a user's cluster must offer VisionOps.
 
-Only on the kind node (``VISIONOPS_E2E_NODE=kind``): the node image built here runs every system pod with
+The node image built here runs every system pod with
 nothing pulled, the ``standard`` StorageClass provisions volumes, KServe came from its own charts, and the CNI
 (kube-router) enforces NetworkPolicy, which the chart's policies rely on.
 """
@@ -13,12 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 from fixtures.cluster import KubeCluster, get_json, wait_until
-from fixtures.e2e import E2E_NODE
 
-pytestmark = [
-    pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900),
-    pytest.mark.skipif(E2E_NODE != "kind", reason="the kind cluster's own checks (VISIONOPS_E2E_NODE=kind)"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 IMAGE = "visionops-operator:0.1.0"  # loaded by kind.sh; any image with python3 serves
 SERVER = ["python3", "-m", "http.server", "8080"]

@@ -1,6 +1,6 @@
-// Command pause is the pod sandbox's init process for the local node: it holds the pod's namespaces,
-// reaps orphaned children (it is PID 1 when the pod shares its process namespace) and exits 0 on
-// SIGINT or SIGTERM. Built static (CGO_ENABLED=0) into a FROM-scratch image by hack/build-k8s.sh --node.
+// Command pause is the pod sandbox's init process in the kind node image (registry.k8s.io/pause): it holds
+// the pod's namespaces, reaps orphaned children (it is PID 1 when the pod shares its process namespace) and
+// exits 0 on SIGINT or SIGTERM. Built static by hack/build-k8s.sh --kind; hack/kind/node-image.sh images it.
 package main
 
 import (

@@ -1,0 +1,3 @@
+module visionops.local/kind-pause
+
+go 1.24

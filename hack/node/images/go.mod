@@ -1,3 +1,0 @@
-module visionops.local/node-images
-
-go 1.24
