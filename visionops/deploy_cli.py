@@ -138,7 +138,7 @@ def wait(api: Any, md: dict[str, Any], version: str, timeout: float, started: fl
             print(f"version {version} serves ({time.monotonic() - started:.1f} s after the request)")
             return 0
         failed = rollout.get("version") == version and rollout.get("outcome") == "Failed"
-        went_back = st.get("phase") == "RolloutFailed" and (md.get("spec") or {}).get("version") != version
+        went_back = st.get("phase") == production.ROLLOUT_FAILED and (md.get("spec") or {}).get("version") != version
         if seen and (failed or went_back):
             print(f"visionops deploy: {st.get('message') or 'the rollout failed'}", file=sys.stderr)
             return 1

@@ -27,6 +27,10 @@ HISTORY_TAG = TAG_PREFIX + "production-history"  # registered-model tag: JSON li
 ROLLOUT_TAG = TAG_PREFIX + "rollout"  # model-version tag: served | failed
 ROLLOUT_MESSAGE_TAG = TAG_PREFIX + "rollout-message"
 HISTORY_LIMIT = 20
+# ModelDeployment status.phase (the CRD's enum): the operator writes them, the console and the CLI read them.
+NO_MODEL, ROLLING_OUT, SERVING, ROLLOUT_FAILED = "NoModel", "RollingOut", "Serving", "RolloutFailed"
+# status.rollout.outcome of a ModelDeployment: the rollout of its version.
+IN_PROGRESS, SUCCEEDED, FAILED = "InProgress", "Succeeded", "Failed"
 TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
 ACTIVE_MODEL_METRIC = "visionops_active_model_info"  # the predictor's gauge naming the version it serves
 ALIAS_MOVER = "mlflow-alias"  # movedBy of a change made by moving the alias in MLflow
@@ -67,7 +71,7 @@ def rollback_target(status: Mapping[str, Any]) -> str:
     serving = status.get("servingVersion") or status.get("desiredVersion")
     for entry in reversed(list(status.get("history") or [])):
         version = str(entry.get("version") or "")
-        if version and version != serving and entry.get("outcome") != "RolloutFailed":
+        if version and version != serving and entry.get("outcome") != ROLLOUT_FAILED:
             return version
     raise ProductionError("nothing to roll back to: no version served before the current one")
 

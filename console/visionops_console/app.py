@@ -163,8 +163,8 @@ def event_rows(events: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 # -- what pages show of a ModelDeployment -----------------------------------------------------------------------
 
-PHASE_LABELS = {"Serving": "Serving", "RollingOut": "Rolling out", "RolloutFailed": "Rollout failed",
-                "NoModel": "No model"}
+PHASE_LABELS = {production.SERVING: "Serving", production.ROLLING_OUT: "Rolling out",
+                production.ROLLOUT_FAILED: "Rollout failed", production.NO_MODEL: "No model"}
 
 
 def deployment_row(md: dict[str, Any]) -> dict[str, Any]:
@@ -186,9 +186,9 @@ def deployment_row(md: dict[str, Any]) -> dict[str, Any]:
     rollout = status.get("rollout") or {}
     rollout_text = DASH
     if rollout.get("version"):
-        outcome = rollout.get("outcome") or "InProgress"
+        outcome = rollout.get("outcome") or production.IN_PROGRESS
         rollout_text = f"version {rollout['version']} \u00b7 {outcome}"
-        if outcome != "InProgress" and rollout.get("seconds") is not None:
+        if outcome != production.IN_PROGRESS and rollout.get("seconds") is not None:
             rollout_text += f" in {fmt_num(rollout['seconds'], 1)} s"
         elif rollout.get("startTime"):
             rollout_text += f", started {fmt_ago(rollout['startTime'])}"
@@ -197,13 +197,13 @@ def deployment_row(md: dict[str, Any]) -> dict[str, Any]:
         alert = {"kind": "note", "title": f"Version {requested} requested.",
                  "text": f"Waiting for the operator to move the production alias of {model or 'the model'} and to "
                          f"roll InferenceService {isvc} out to it." + (f" Now: {message}" if message else "")}
-    elif phase == "RolloutFailed":
+    elif phase == production.ROLLOUT_FAILED:
         alert = {"kind": "error", "title": "Rollout failed.",
                  "text": message or "the last requested version did not become ready"}
-    elif phase == "RollingOut":
+    elif phase == production.ROLLING_OUT:
         alert = {"kind": "note", "title": f"Rolling out version {rollout.get('version') or desired}.",
                  "text": message}
-    elif phase == "NoModel":
+    elif phase == production.NO_MODEL:
         alert = {"kind": "warn", "title": "No model in production yet.", "text": message}
     elif not phase:
         alert = {"kind": "warn", "title": "No status yet.",
@@ -217,10 +217,10 @@ def deployment_row(md: dict[str, Any]) -> dict[str, Any]:
         "desired": desired, "serving": serving, "previous": str(status.get("previousVersion") or ""),
         "phase": phase, "phaseLabel": PHASE_LABELS.get(phase, phase or "No status"),
         "phaseClass": "phase-" + (phase.lower() or "pending"), "message": message, "requested": requested,
-        "rollbackTo": rollback, "active": bool(requested) or phase == "RollingOut", "rollout": rollout_text,
+        "rollbackTo": rollback, "active": bool(requested) or phase == production.ROLLING_OUT, "rollout": rollout_text,
         # the version asked for has no "Set production" (it is asked for already): its button says where it is
         "askedLabel": "Serving" if version == serving and not requested else (
-            "Rolling out" if phase == "RollingOut" and not requested else "Requested"),
+            "Rolling out" if phase == production.ROLLING_OUT and not requested else "Requested"),
         "alert": alert, "history": history,
     }
 

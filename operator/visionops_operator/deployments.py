@@ -211,7 +211,7 @@ def roll(md: Mapping[str, Any], version: str, current: Mapping[str, Any], model:
     pods = [rollouts.predictor_pod(p) for p in kube.pods(namespace, f"{rollouts.ISVC_LABEL}={isvc_name}")]
     reported = {p.name: probe(p, version, settings) for p in pods if p.uri == uri and not p.terminating}
     rollout = current.get("rollout") or {}
-    in_progress = rollout.get("version") == version and rollout.get("outcome") == "InProgress"
+    in_progress = rollout.get("version") == version and rollout.get("outcome") == production.IN_PROGRESS
     started = c.parse_time(rollout.get("startTime")) if in_progress else None
     elapsed = (status.utcnow() - started).total_seconds() if started else 0.0
     timeout = float((md["spec"].get("rollout") or {}).get("timeoutSeconds") or 300) if in_progress else math.inf
@@ -281,14 +281,14 @@ def after_write(md: Mapping[str, Any], written: Mapping[str, Any], before: Mappi
                 model: str, logger: logging.Logger) -> None:
     """Once the status is written: the history on the registered model, the rollout tag, the TrainingRuns."""
     rollout, was = written.get("rollout") or {}, before.get("rollout") or {}
-    ended = rollout.get("outcome") in ("Succeeded", "Failed") and \
+    ended = rollout.get("outcome") in (production.SUCCEEDED, production.FAILED) and \
         (rollout.get("outcome"), rollout.get("startTime")) != (was.get("outcome"), was.get("startTime"))
     if ended:  # this write ended the rollout: counted once
         metrics.ROLLOUTS.labels(md["metadata"]["namespace"], md["metadata"]["name"], rollout["outcome"]).inc()
     try:
         if written.get("history") != before.get("history"):
             production.record_history(mlflow, model, written.get("history") or [])
-        if rollout.get("outcome") == "Succeeded" and rollout != was:
+        if rollout.get("outcome") == production.SUCCEEDED and rollout != was:
             production.tag_rollout(mlflow, model, rollout["version"], "served")
     except Exception as exc:  # the cluster's status is written; MLflow's copy catches up at the next change
         logger.warning(f"recording the production history in MLflow failed: {exc}")

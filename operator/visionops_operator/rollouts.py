@@ -19,7 +19,8 @@ from . import conditions as c
 from .builders import MODEL_URI_ENV, PREDICTOR_CONTAINER
 from .decisions import Status
 
-NO_MODEL, ROLLING_OUT, SERVING, ROLLOUT_FAILED = "NoModel", "RollingOut", "Serving", "RolloutFailed"
+NO_MODEL, ROLLING_OUT, SERVING, ROLLOUT_FAILED = (production.NO_MODEL, production.ROLLING_OUT, production.SERVING,
+                                                  production.ROLLOUT_FAILED)
 SPEC, ALIAS, STEADY, NONE = "spec", "alias", "steady", "none"
 WAITING, SERVED, FAILED = "waiting", "served", "failed"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
@@ -189,7 +190,7 @@ def production_changed(st: Status, target: str, entry: Mapping[str, Any]) -> Non
 
 def rollout_started(st: Status, version: str, uri: str) -> None:
     st.set(phase=ROLLING_OUT, modelUri=uri, message=f"rolling out version {version}",
-           rollout={"version": version, "startTime": st.stamp(), "outcome": "InProgress"})
+           rollout={"version": version, "startTime": st.stamp(), "outcome": production.IN_PROGRESS})
     st.condition(c.READY, None, c.ROLLING_OUT, f"rolling out version {version}")
     st.event(c.ROLLING_OUT, f"rolling out version {version} ({uri})")
 
@@ -205,10 +206,10 @@ def rollout_served(st: Status, version: str, message: str) -> None:
     if serving and serving != version:
         st.set(previousVersion=serving)
     rollout = dict(st.get("rollout") or {})
-    in_progress = rollout.get("outcome") == "InProgress" and rollout.get("version") == version
+    in_progress = rollout.get("outcome") == production.IN_PROGRESS and rollout.get("version") == version
     if in_progress:
         started = c.parse_time(rollout.get("startTime"))
-        rollout.update(outcome="Succeeded", endTime=st.stamp(),
+        rollout.update(outcome=production.SUCCEEDED, endTime=st.stamp(),
                        seconds=round((st.now - started).total_seconds(), 1) if started else 0.0)
         st.set(rollout=rollout, history=production.mark_last(st.get("history"), version, "Served"))
     keep_failure = st.get("phase") == ROLLOUT_FAILED and not in_progress
@@ -224,7 +225,7 @@ def rollout_served(st: Status, version: str, message: str) -> None:
 def rollout_failed(st: Status, version: str, message: str, back_to: str = "", back_uri: str = "") -> None:
     """``version`` did not become ready: RolloutFailed; production goes back to ``back_to`` at ``back_uri`` (if any
     served before)."""
-    rollout = dict(st.get("rollout") or {}, version=version, outcome="Failed", endTime=st.stamp())
+    rollout = dict(st.get("rollout") or {}, version=version, outcome=production.FAILED, endTime=st.stamp())
     started = c.parse_time(rollout.get("startTime"))
     if started:
         rollout["seconds"] = round((st.now - started).total_seconds(), 1)
