@@ -17,11 +17,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-from fixtures.e2e import Release
+from fixtures.e2e import Release, client, finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CONSOLE = "visionops-console"  # the chart's console Deployment and Service (release "visionops")
+MLFLOW = "visionops-mlflow"  # the chart's MLflow Service
 CONSOLE_SELECTOR = "app.kubernetes.io/component=console"
 MODEL = "vision-defect-detector"  # the chart's predictor.modelName
 PREDICTOR = "visionops-predictor"  # the chart's InferenceService
@@ -138,3 +139,20 @@ def test_other_pages_and_the_host_check(e2e_release: Release, console: str) -> N
     assert status == 421, (status, body[:300])
     logs = release.kubectl("logs", f"deployment/{CONSOLE}", "--tail=200", check=False)
     assert not re.search(r"Traceback|[Ff]orbidden", logs), logs[-4000:]
+
+
+def test_only_visionops_pods_reach_mlflow(e2e_release: Release, console: str) -> None:
+    """The chart's NetworkPolicies (kube-router enforces them on kind): a training-Job-like pod reaches MLflow, any
+    other pod does not; the console (through its page, above) does. The console's Service stays open to all."""
+    release = e2e_release
+    port = release.get("service", MLFLOW)["spec"]["ports"][0]["port"]
+    url = f"http://{MLFLOW}:{port}/health"
+    job_like = {"app.kubernetes.io/name": "visionops", "app.kubernetes.io/component": "training"}
+    release.cluster.apply(json.dumps(client("mlflow-from-job", url, job_like)), namespace=release.namespace)
+    assert finished(release.cluster, release.namespace, "mlflow-from-job") == "Succeeded", release.diagnostics()
+    release.cluster.apply(json.dumps(client("mlflow-from-stranger", url)), namespace=release.namespace)
+    assert finished(release.cluster, release.namespace, "mlflow-from-stranger") == "Failed", \
+        "a pod outside the allow-list reached MLflow"
+    console_url = f"http://{CONSOLE}:{release.get('service', CONSOLE)['spec']['ports'][0]['port']}/healthz"
+    release.cluster.apply(json.dumps(client("console-from-stranger", console_url)), namespace=release.namespace)
+    assert finished(release.cluster, release.namespace, "console-from-stranger") == "Succeeded"

@@ -13,24 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from fixtures.cluster import KubeCluster, get_json, wait_until
+from fixtures.e2e import client, finished, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
-IMAGE = "visionops-operator:0.1.0"  # loaded by kind.sh; any image with python3 serves
 SERVER = ["python3", "-m", "http.server", "8080"]
-
-
-def pod(name: str, command: list[str], labels: dict[str, str]) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
-                     "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": command}]}}
-
-
-def client(name: str) -> dict:
-    """A pod that exits 0 when http://server:8080/ answers within 3 s, 1 when it does not."""
-    code = ("import sys, urllib.request\ntry:\n urllib.request.urlopen('http://server:8080/', timeout=3)\n"
-            "except OSError:\n sys.exit(1)")
-    return pod(name, ["python3", "-c", code], {"role": "client"})
 
 
 @pytest.fixture()
@@ -39,12 +26,6 @@ def namespace(e2e_cluster: KubeCluster) -> Iterator[str]:
     e2e_cluster.kubectl("create", "namespace", name)
     yield name
     e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def finished(cluster: KubeCluster, namespace: str, name: str) -> str:
-    return wait_until(f"pod {name} to finish", lambda: get_json(cluster, "pod", name, "-n", namespace)
-                      ["status"].get("phase") in ("Succeeded", "Failed")
-                      and get_json(cluster, "pod", name, "-n", namespace)["status"]["phase"], 120, 1)
 
 
 def test_system_pods_run_from_the_node_image_with_nothing_pulled(e2e_cluster: KubeCluster) -> None:
@@ -84,7 +65,7 @@ def test_network_policy_is_enforced(e2e_cluster: KubeCluster, namespace: str) ->
     cluster.apply(json.dumps(service), namespace=namespace)
     wait_until("the server pod to run", lambda: get_json(cluster, "pod", "server", "-n", namespace)
                ["status"].get("phase") == "Running", 120, 1)
-    cluster.apply(json.dumps(client("before")), namespace=namespace)
+    cluster.apply(json.dumps(client("before", "http://server:8080/")), namespace=namespace)
     assert finished(cluster, namespace, "before") == "Succeeded", "the server does not answer without a policy"
 
     deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-ingress"},
@@ -93,7 +74,7 @@ def test_network_policy_is_enforced(e2e_cluster: KubeCluster, namespace: str) ->
     # kube-router applies a policy within its sync period; a client started a few seconds later is refused.
     def refused() -> bool:
         name = f"after-{uuid.uuid4().hex[:4]}"
-        cluster.apply(json.dumps(client(name)), namespace=namespace)
+        cluster.apply(json.dumps(client(name, "http://server:8080/")), namespace=namespace)
         return finished(cluster, namespace, name) == "Failed"
 
     wait_until("the deny-all ingress policy to refuse the client", refused, 90, 2)
