@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a pinned local Kubernetes toolchain from the Go module proxy (no container registry needed):
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, plus the KServe CRDs;
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm and kube-score, plus the KServe CRDs;
 # with --kind also what the kind node image and cluster need (hack/kind/node-image.sh, hack/kind.sh).
 #
 # Everything lands in ${VISIONOPS_CACHE:-$HOME/.cache/visionops}/k8s-<K8S_VERSION>/ (outside the repo);
@@ -23,6 +23,7 @@ HELM_VERSION=v3.19.5         # helm.sh/helm/v3
 KSERVE_VERSION=v0.20.0       # github.com/kserve/kserve (config/crd/{full,minimal}); newest the proxy serves
 COREDNS_VERSION=v1.14.7      # github.com/coredns/coredns (v1.15 needs Go 1.26)
 CRICTL_VERSION=v1.34.0       # sigs.k8s.io/cri-tools/cmd/crictl (matches the kubelet's CRI)
+KUBE_SCORE_VERSION=v1.20.0   # github.com/zegl/kube-score: the chart's outside judge (tests/chart/test_kube_score.py)
 KIND_VERSION=v0.33.0         # sigs.k8s.io/kind
 KUBE_ROUTER_VERSION=v2.1.0   # github.com/cloudnativelabs/kube-router/v2: the kind node's CNI and NetworkPolicy
                              # enforcer (the only version the proxy serves; kindnetd's source is not served)
@@ -222,8 +223,8 @@ main() {
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
-      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\n' \
-        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION" \
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkube-score %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\n' \
+        "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION" "$KUBE_SCORE_VERSION" \
         "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION"
       return ;;
     "") ;;
@@ -240,6 +241,8 @@ main() {
   build_k8s
   build_etcd
   build_helm
+  go_install kube-score "$KUBE_SCORE_VERSION" "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" \
+    "-X main.version=$KUBE_SCORE_VERSION"
   ((kind)) && build_kind
   crds=$(kserve_crd_dir)
   printf '%s\n' "$crds" >"$ROOT/kserve-crds-path"
