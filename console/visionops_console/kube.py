@@ -1,6 +1,7 @@
 """The console's Kubernetes side: read and write custom resources, Jobs, Events and pod logs as the console's own
-identity (its ServiceAccount in a pod, the kubeconfig's user elsewhere). The official ``kubernetes`` client, as
-the rest of the project uses it; every call has a timeout, and a cluster that cannot be reached becomes
+identity (its ServiceAccount in a pod, the kubeconfig's user elsewhere). Plain REST calls on the official
+``kubernetes`` client's connection (:mod:`visionops.kube_rest`, the operator's idiom too: dicts in and out, no
+generated models); every call has a timeout, and a cluster that cannot be reached becomes
 :class:`ClusterUnavailable` with a sentence a person can read.
 
 Writes are few and declarative: create a TrainingRun, delete a training Job or a TrainingRun (stop), annotate a
@@ -24,12 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from visionops import production
+from visionops import kube_rest, production
 from visionops.contract import DRIFT_CHECK_LABEL as LABEL_DRIFT_CHECK
 from visionops.contract import MODEL_URI_ENV
 from visionops.contract import MODEL_VERSION_ANNOTATION as ANNOTATION_MODEL_VERSION
 from visionops.contract import PROMOTE_ANNOTATION as ANNOTATION_PROMOTE
 from visionops.contract import TRAINING_RUN_LABEL as LABEL_TRAINING_RUN
+from visionops.kube_rest import api_path
 from visionops_console import GROUP, VERSION
 
 KSERVE = ("serving.kserve.io", "v1beta1")
@@ -283,19 +285,14 @@ class Cluster:
                 return self._namespace or "default"
         return self._namespace or "default"
 
-    def _apis(self) -> tuple[Any, Any, Any]:
-        from kubernetes import client
-
-        api = self._client()
-        return client.CustomObjectsApi(api), client.CoreV1Api(api), client.BatchV1Api(api)
-
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one API call with the timeout; connection failures become :class:`ClusterUnavailable`."""
+    def _rest(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        """One REST call (:func:`visionops.kube_rest.call`, the project's one client idiom) with the timeout;
+        connection failures become :class:`ClusterUnavailable`."""
         from kubernetes.client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            return kube_rest.call(self._client(), method, path, body, timeout=self.timeout, **kwargs)
         except ApiException as exc:
             if exc.status in (401,):
                 raise ClusterUnavailable(f"the cluster refused the console's credentials: {exc.reason}") from None
@@ -319,9 +316,6 @@ class Cluster:
         except ApiException as exc:
             raise refusal(exc, verb, what, self.namespace) from None
 
-    def _dict(self, obj: Any) -> Any:
-        return self._client().sanitize_for_serialization(obj)
-
     def unavailable(self) -> str | None:
         """``None`` when the cluster answers (and serves TrainingRuns), else why not; cached a few seconds."""
         with self._lock:
@@ -330,9 +324,7 @@ class Cluster:
             return reason
         reason = None
         try:
-            custom, _, _ = self._apis()
-            self._call(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, "trainingruns",
-                       limit=1)
+            self._rest("GET", self._ours("trainingruns"), query={"limit": 1})
         except ClusterUnavailable as exc:
             reason = str(exc)
         except Exception as exc:  # 403, 404 (no CRD): the cluster is there but not usable by the console
@@ -349,10 +341,12 @@ class Cluster:
 
     # TrainingRuns --------------------------------------------------------------------------------------------
 
+    def _ours(self, plural: str, name: str = "") -> str:
+        """The REST path of the namespace's custom objects of ``plural`` (visionops.io)."""
+        return api_path(GROUP, VERSION, self.namespace, plural, name)
+
     def list_training_runs(self) -> list[dict[str, Any]]:
-        custom, _, _ = self._apis()
-        items = self._call(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                           "trainingruns")["items"]
+        items = self._rest("GET", self._ours("trainingruns"))["items"]
         return sorted(items, key=lambda r: r["metadata"].get("creationTimestamp") or "", reverse=True)
 
     def get_training_run(self, name: str) -> dict[str, Any] | None:
@@ -361,9 +355,8 @@ class Cluster:
     def _get_custom(self, plural: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
 
-        custom, _, _ = self._apis()
         try:
-            return self._call(custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, name)
+            return self._rest("GET", self._ours(plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -372,25 +365,19 @@ class Cluster:
     def create_training_run(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create it; the apiserver's refusal (schema, CEL, name taken, RBAC) as a :class:`Rejection`."""
 
-        custom, _, _ = self._apis()
         with self._refusing("create", "TrainingRuns"):
-            return self._call(custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                              "trainingruns", body)
+            return self._rest("POST", self._ours("trainingruns"), body)
 
     def stop_training(self, name: str, delete_run: bool) -> str:
         """Stop a training: delete its Job (the pod goes with it; the operator marks the run Failed, JobDeleted),
         or delete the TrainingRun itself (its Job goes by ownerReference). Returns what was done, in words."""
-        from kubernetes.client import V1DeleteOptions
-
-        custom, _, batch = self._apis()
         run = self.get_training_run(name)
         if run is None:
             raise Rejection(404, f"TrainingRun {name} does not exist (any more)")
-        options = V1DeleteOptions(propagation_policy="Background")
+        options = {"propagationPolicy": "Background"}
         if delete_run:
             with self._refusing("delete", "TrainingRuns"):
-                self._call(custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, "trainingruns",
-                           name, body=options)
+                self._rest("DELETE", self._ours("trainingruns", name), options)
             return (f"Deleted TrainingRun {name}; its Job and pod are garbage-collected with it. "
                     "Its MLflow run and any registered model version stay.")
         job = (run.get("status") or {}).get("jobName")
@@ -398,49 +385,43 @@ class Cluster:
             raise Rejection(409, f"TrainingRun {name} has no Job yet (phase "
                                  f"{(run.get('status') or {}).get('phase') or 'none'}); nothing to stop")
         with self._refusing("delete", "Jobs"):
-            self._call(batch.delete_namespaced_job, job, self.namespace, body=options)
+            self._rest("DELETE", api_path("batch", "v1", self.namespace, "jobs", job), options)
         return (f"Deleted Job {job} of TrainingRun {name}; its pod stops. The operator marks the run Failed "
                 "(reason JobDeleted); the TrainingRun stays for the record.")
 
     def request_promotion(self, name: str) -> str:
         """Annotate ``visionops.io/promote=true`` (manual promotion: what the README tells kubectl users)."""
 
-        custom, _, _ = self._apis()
         patch = {"metadata": {"annotations": {ANNOTATION_PROMOTE: "true"}}}
         with self._refusing("patch", "TrainingRuns"):
-            self._call(custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, "trainingruns", name,
-                       patch)
+            self._rest("PATCH", self._ours("trainingruns", name), patch, content_type=kube_rest.MERGE_PATCH)
         return f"Annotated TrainingRun {name} with {ANNOTATION_PROMOTE}=true; the operator promotes its version."
 
     def training_pods(self, name: str) -> list[dict[str, Any]]:
-        _, core, _ = self._apis()
-        pods = self._call(core.list_namespaced_pod, self.namespace,
-                          label_selector=f"{LABEL_TRAINING_RUN}={name}").items
-        found = [self._dict(p) for p in pods]
+        found = self._rest("GET", api_path("", "v1", self.namespace, "pods"),
+                           query={"labelSelector": f"{LABEL_TRAINING_RUN}={name}"})["items"]
         return sorted(found, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
 
     def pod_log_tail(self, pod: Mapping[str, Any], lines: int = 80) -> tuple[str, str]:
         """``(log text, why there is none)`` of the pod's first container, last ``lines`` lines."""
         from kubernetes.client.rest import ApiException
 
-        _, core, _ = self._apis()
         name = pod["metadata"]["name"]
         containers = (pod.get("spec") or {}).get("containers") or [{}]
         try:
-            text = self._call(core.read_namespaced_pod_log, name, self.namespace,
-                              container=containers[0].get("name"), tail_lines=lines)
+            text = self._rest("GET", api_path("", "v1", self.namespace, "pods", name, "log"), text=True,
+                              query={"container": containers[0].get("name"), "tailLines": lines})
             return text or "", "" if text else "the log is empty so far"
         except ApiException as exc:
             return "", f"no log from pod {name}: {rejection(exc.status, exc.body, exc.reason).message}"
 
     def events(self, objects: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """Events of each ``(kind, name)`` in the namespace, oldest first."""
-        _, core, _ = self._apis()
         found: list[dict[str, Any]] = []
         for kind, name in objects:
             selector = f"involvedObject.kind={kind},involvedObject.name={name}"
-            found += [self._dict(e) for e in self._call(core.list_namespaced_event, self.namespace,
-                                                        field_selector=selector).items]
+            found += self._rest("GET", api_path("", "v1", self.namespace, "events"),
+                                query={"fieldSelector": selector})["items"]
 
         def when(event: Mapping[str, Any]) -> str:
             return str(event.get("lastTimestamp") or event.get("eventTime") or
@@ -451,9 +432,7 @@ class Cluster:
     # DriftChecks ---------------------------------------------------------------------------------------------
 
     def list_drift_checks(self) -> list[dict[str, Any]]:
-        custom, _, _ = self._apis()
-        items = self._call(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                           "driftchecks")["items"]
+        items = self._rest("GET", self._ours("driftchecks"))["items"]
         return sorted(items, key=lambda r: r["metadata"]["name"])
 
     def get_drift_check(self, name: str) -> dict[str, Any] | None:
@@ -464,19 +443,17 @@ class Cluster:
         Job of its current generation. Returns what was done."""
         from kubernetes.client.rest import ApiException
 
-        _, _, batch = self._apis()
         check = self.get_drift_check(name)
         if check is None:
             raise Rejection(404, f"DriftCheck {name} does not exist (any more)")
         template: dict[str, Any] | None = None
         try:
-            cronjobs = self._call(batch.list_namespaced_cron_job, self.namespace,
-                                  label_selector=f"{LABEL_DRIFT_CHECK}={name}").items
+            selector = {"labelSelector": f"{LABEL_DRIFT_CHECK}={name}"}
+            cronjobs = self._rest("GET", api_path("batch", "v1", self.namespace, "cronjobs"), query=selector)["items"]
             if cronjobs:
-                template = self._dict(cronjobs[0])["spec"]["jobTemplate"]
+                template = cronjobs[0]["spec"]["jobTemplate"]
             else:
-                jobs = [self._dict(j) for j in self._call(batch.list_namespaced_job, self.namespace,
-                                                          label_selector=f"{LABEL_DRIFT_CHECK}={name}").items]
+                jobs = self._rest("GET", api_path("batch", "v1", self.namespace, "jobs"), query=selector)["items"]
                 own = [j for j in jobs if any(r.get("uid") == check["metadata"]["uid"]
                                               for r in j["metadata"].get("ownerReferences") or [])]
                 if own:
@@ -488,8 +465,8 @@ class Cluster:
             raise Rejection(409, f"DriftCheck {name} has no check Job or CronJob yet (is the operator running?)")
         job = check_now_job(check, template, now or datetime.now(UTC))
         with self._refusing("create", "Jobs"):
-            created = self._call(batch.create_namespaced_job, self.namespace, job)
-        job_name = created.metadata.name
+            created = self._rest("POST", api_path("batch", "v1", self.namespace, "jobs"), job)
+        job_name = created["metadata"]["name"]
         return f"Created check Job {job_name} from DriftCheck {name}'s own template; its result lands in the status."
 
     # ModelDeployments -------------------------------------------------------------------------------------------
@@ -499,10 +476,9 @@ class Cluster:
         :class:`Rejection` whose message says why."""
         from kubernetes.client.rest import ApiException
 
-        custom, _, _ = self._apis()
         try:
-            items = self._call(custom.list_namespaced_custom_object, production.GROUP, production.VERSION,
-                               self.namespace, production.PLURAL)["items"]
+            items = self._rest("GET", api_path(production.GROUP, production.VERSION, self.namespace,
+                                               production.PLURAL))["items"]
         except ApiException as exc:
             if exc.status == 404:
                 raise Rejection(404, "the cluster has no ModelDeployment CRD (install the chart's crds/ or "
@@ -542,10 +518,9 @@ class Cluster:
         if current == patch["spec"]["version"]:
             raise Rejection(409, f"ModelDeployment {name} already asks for version {current} (spec.version, phase "
                                  f"{status.get('phase') or 'not reported yet'}): nothing to change")
-        custom, _, _ = self._apis()
         with self._refusing("patch", "ModelDeployments"):
-            self._call(custom.patch_namespaced_custom_object, production.GROUP, production.VERSION, self.namespace,
-                       production.PLURAL, name, patch, field_manager=FIELD_MANAGER)
+            self._rest("PATCH", api_path(production.GROUP, production.VERSION, self.namespace, production.PLURAL, name),
+                       patch, query={"fieldManager": FIELD_MANAGER}, content_type=kube_rest.MERGE_PATCH)
         isvc, wanted = spec.get("inferenceService") or name, patch["spec"]["version"]
         return (f"Version {wanted} requested: spec.version of ModelDeployment {name} is now {wanted} (was "
                 f"{current or 'none'}; cause \u201c{cause}\u201d). The operator moves the production alias of "
@@ -556,10 +531,8 @@ class Cluster:
     def get_inference_service(self, name: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
 
-        custom, _, _ = self._apis()
         try:
-            return self._call(custom.get_namespaced_custom_object, *KSERVE, self.namespace, "inferenceservices",
-                              name)
+            return self._rest("GET", api_path(*KSERVE, self.namespace, "inferenceservices", name))
         except ApiException as exc:
             if exc.status in (404,):
                 return None
@@ -572,14 +545,12 @@ class Cluster:
 
     def get_json(self, path: str) -> Any:
         """GET a path of the apiserver (e.g. ``/openapi/v3/...``) as the console's identity, parsed."""
-        api = self._client()
-        method, url, headers, _, _ = api.param_serialize("GET", path, header_params={"Accept": "application/json"},
-                                                         auth_settings=["BearerToken"])
-        response = self._call(api.call_api, method, url, header_params=headers)
-        response.read()
-        if not 200 <= response.status < 300:
-            raise rejection(response.status, response.data, getattr(response, "reason", ""))
-        return json.loads(response.data)
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self._rest("GET", path)
+        except ApiException as exc:
+            raise rejection(exc.status, exc.body, exc.reason) from None
 
     def training_run_schema(self) -> dict[str, Any] | None:
         """The TrainingRun spec schema as the apiserver publishes it (``/openapi/v3``: defaults, ranges and

@@ -1,10 +1,5 @@
-"""Thin access to the Kubernetes API, returning plain dicts.
-
-The official client gives the connection (kubeconfig or ServiceAccount, TLS, token refresh) and the HTTP
-pool; the requests are plain REST calls with JSON bodies. The client's generated API methods validate
-every argument with pydantic and turn dict bodies into model objects and back: several times the CPU of the
-request itself, for handlers that build and want dicts.
-"""
+"""Thin access to the Kubernetes API, returning plain dicts: :mod:`visionops.kube_rest` (the project's one
+client idiom, shared with the console) on the operator's pooled connection."""
 
 from __future__ import annotations
 
@@ -17,12 +12,12 @@ from urllib.parse import quote
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from visionops.kube_rest import JSON, MERGE_PATCH, STRATEGIC_MERGE_PATCH, api_path, call
+
 from . import GROUP, VERSION
 
 KSERVE_GROUP, KSERVE_VERSION = "serving.kserve.io", "v1beta1"
 FIELD_MANAGER = "visionops-operator"  # who the API server records for the operator's own spec changes
-JSON, MERGE_PATCH, STRATEGIC_MERGE_PATCH = (
-    "application/json", "application/merge-patch+json", "application/strategic-merge-patch+json")
 
 
 @functools.cache
@@ -50,20 +45,8 @@ def reset() -> None:
 
 def request(method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
             content_type: str = JSON) -> Any:
-    """One REST call: ``body`` sent as JSON, the answer decoded; :class:`ApiException` on a non-2xx status.
-
-    The answer is read to its end, which hands the connection back to the pool (an unread answer keeps its
-    connection, and the next call opens a new one: a TLS handshake each).
-    """
-    client = _client()
-    method, url, headers, _, _ = client.param_serialize(
-        method, path, query_params=list((query or {}).items()) or None,
-        header_params={"Accept": JSON, "Content-Type": content_type}, auth_settings=["BearerToken"])
-    response = client.call_api(method, url, headers, body)
-    response.read()
-    if not 200 <= response.status <= 299:
-        ApiException.from_response(http_resp=response, body=None, data=None)  # raises, by the status's kind
-    return json.loads(response.data)
+    """One REST call on the operator's connection (:func:`visionops.kube_rest.call`)."""
+    return call(_client(), method, path, body, query=query, content_type=content_type)
 
 
 # Statuses a retry may heal (besides every 5xx and no answer at all): timeout, conflict, too many requests. Any other
@@ -85,12 +68,7 @@ def refusal(error: ApiException) -> tuple[bool, str]:
     return status == 0 or status >= 500 or status in TRANSIENT_STATUSES, line
 
 
-def _path(group: str, version: str, namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
-    root = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-    parts = [root] + ([f"namespaces/{quote(namespace)}"] if namespace else []) + [plural]
-    parts += [quote(name)] if name else []
-    parts += [sub] if sub else []
-    return "/".join(parts)
+_path = api_path
 
 
 def _ours(namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
