@@ -68,4 +68,6 @@ CMD ["--host=0.0.0.0"]
 # templates and static files.
 COPY configs/ /app/configs/
 COPY visionops/ /app/visionops/
+# The CRDs (visionops.crds): the training form's defaults and ranges when the apiserver's schema cannot be read.
+COPY manifests/crds/ /app/manifests/crds/
 COPY console/visionops_console/ /app/visionops_console/

@@ -32,7 +32,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from visionops import analysis, production
+from visionops import analysis, crds, production
 from visionops.data.errors import DataError
 from visionops_console import charts, kube, predict, tracking
 from visionops_console.datasets import LIGHTBOX_SIDE, TILE_SIDE, DatasetIndex, DatasetVolume
@@ -791,17 +791,9 @@ class Console:
 
 
 def form_fields(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The training form's hints per field (default, range, description) from the apiserver's published schema;
-    the fallback values are the CRD's own (used only when the schema cannot be read)."""
-    fallback = {
-        "epochs": {"default": 10, "minimum": 1, "maximum": 1000}, "batch": {"default": 8, "minimum": 1, "maximum": 512},
-        "imgsz": {"default": 640, "minimum": 32, "maximum": 2048, "multipleOf": 32},
-        "lr0": {"default": 0.01, "minimum": 0, "maximum": 1}, "patience": {"default": 5, "minimum": 0, "maximum": 1000},
-        "gpu": {"default": 0, "minimum": 0, "maximum": 8},
-        "map50Threshold": {"default": 0.1, "minimum": 0, "maximum": 1},
-        "maxClassRegressionPoints": {"default": 5, "minimum": 0, "maximum": 100},
-        "mode": {"default": "auto", "enum": ["auto", "manual"]},
-    }
+    """The training form's hints per field (default, range, description) from the apiserver's published schema,
+    else from the CRD itself (:func:`visionops.crds.spec_schema`: manifests/crds, the API's source of truth)."""
+    crd = crds.spec_schema("trainingruns").get("properties") or {}
     props = (schema or {}).get("properties") or {}
     where = {
         "epochs": ("hyperparameters", "epochs"), "batch": ("hyperparameters", "batch"),
@@ -815,11 +807,11 @@ def form_fields(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     }
     out: dict[str, dict[str, Any]] = {}
     for key, (group, name) in where.items():
-        node = ((props.get(group) or {}).get("properties") or {}).get(name) or {}
-        hint = dict(fallback.get(key, {}))
-        for attr in ("default", "minimum", "maximum", "multipleOf", "enum", "description"):
-            if attr in node:
-                hint[attr] = node[attr]
+        hint: dict[str, Any] = {}
+        for source in (crd, props):  # the live schema wins
+            node = ((source.get(group) or {}).get("properties") or {}).get(name) or {}
+            hint |= {attr: node[attr] for attr in ("default", "minimum", "maximum", "multipleOf", "enum",
+                                                   "description") if attr in node}
         if "minimum" in hint and "maximum" in hint:
             hint["range"] = f"{hint['minimum']:g}{DASH}{hint['maximum']:g}"
             if hint.get("multipleOf"):
