@@ -504,8 +504,9 @@ def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # Alive: kopf's /healthz (its watch loops answer); ready: the health port listens.
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "health"
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert re.fullmatch(r"[0-9a-f]{64}", spec["template"]["metadata"]["annotations"]["checksum/config"])
 
@@ -893,7 +894,8 @@ def test_console_rendering(k8s_bin: Path, kube_version: str) -> None:
     default = render(k8s_bin, kube_version)
     assert {(d["kind"], d["metadata"]["name"]) for d in default if "console" in d["metadata"]["name"]} == {
         ("Deployment", "visionops-console"), ("Service", "visionops-console"), ("ServiceAccount", "visionops-console"),
-        ("Role", "visionops-console"), ("RoleBinding", "visionops-console")}, "on by default"
+        ("Role", "visionops-console"), ("RoleBinding", "visionops-console"), ("NetworkPolicy", "visionops-console")
+    }, "on by default"
     off = render(k8s_bin, kube_version, sets=["console.enabled=false"])
     assert not [d for d in off if "console" in d["metadata"]["name"]]
     docs = render(k8s_bin, kube_version, values=CHART / "ci" / "07-console-values.yaml")
