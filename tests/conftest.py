@@ -8,3 +8,9 @@ _FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = sorted(
     f"fixtures.{path.stem}" for path in _FIXTURES.glob("*.py") if path.stem != "__init__"
 )
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The end-to-end tests run last: their kind cluster (session-scoped, one for all of them) then lives only as
+    long as they do, not beside the rest of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
