@@ -51,6 +51,9 @@ export KUBECONFIG
 kubectl_() { kubectl --context "$CONTEXT" "$@"; }
 helm_() { helm --kube-context "$CONTEXT" "$@"; }
 
+versions() { "$HERE/build-k8s.sh" --versions | awk -v k="$1" '$1 == k { print $2 }'; }  # the pinned versions
+KSERVE_VERSION=$(versions kserve)
+
 module_dir() {  # module_dir MODULE@VERSION: its directory in the Go module cache (downloaded if missing)
   (cd "${TMPDIR:-/tmp}" && go mod download -json "$1") | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
 }
@@ -127,7 +130,7 @@ EOF
 
 install_kserve() {
   local kserve cm
-  kserve=$(module_dir "github.com/kserve/kserve@$(awk '/^KSERVE_VERSION=/ { sub(/.*=/, ""); print $1 }' "$HERE/kserve.sh")")
+  kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_VERSION")
   cm=$(module_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION")
   kubectl_ apply --server-side -f "$cm/deploy/crds" >/dev/null || die "installing cert-manager's CRDs failed"
   helm_ upgrade --install kserve-crd "$kserve/charts/kserve-crd" -n "$KSERVE_NAMESPACE" --create-namespace --wait >/dev/null \
@@ -196,8 +199,8 @@ up() {
   build
   dockerd_up   # kept running: the cluster's node is a container of it (`down` stops it)
   create
-  KSERVE_CONTROLLER_IMAGE=kserve/kserve-controller:$(awk '/^KSERVE_VERSION=/ { sub(/.*=/, ""); print $1 }' "$HERE/kserve.sh")
-  RBAC_PROXY_IMAGE=quay.io/brancz/kube-rbac-proxy:$("$HERE/build-k8s.sh" --versions | awk '$1 == "kube-rbac-proxy" { print $2 }')
+  KSERVE_CONTROLLER_IMAGE=kserve/kserve-controller:$KSERVE_VERSION
+  RBAC_PROXY_IMAGE=quay.io/brancz/kube-rbac-proxy:$(versions kube-rbac-proxy)
   build_kserve_images
   load_images
   install_kserve
