@@ -17,8 +17,9 @@ with warnings.catch_warnings():  # starlette 1.x nags about httpx in its test cl
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 from visionops_console import app as console_app
-from visionops_console import charts, kube, predict, security, settings, tracking
+from visionops_console import charts, core, formatting, kube, predict, security, settings, tracking
 from visionops_console.datasets import DatasetVolume, scan, vision_roots
+from visionops_console.steps import deploy, training
 
 # -- settings ----------------------------------------------------------------------------------------------
 
@@ -209,11 +210,11 @@ def test_bar_charts() -> None:
 
 
 def test_formatting() -> None:
-    assert console_app.fmt_pct(0.4567) == "45.7 %" and console_app.fmt_pct(None) == console_app.DASH
-    assert console_app.fmt_duration(3725) == "1h 02m 05s" and console_app.fmt_duration(65) == "1m 05s"
+    assert formatting.fmt_pct(0.4567) == "45.7 %" and formatting.fmt_pct(None) == formatting.DASH
+    assert formatting.fmt_duration(3725) == "1h 02m 05s" and formatting.fmt_duration(65) == "1m 05s"
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    assert console_app.fmt_ago("2026-01-01T11:00:00Z", now) == "1 h ago"
-    assert console_app.fmt_ago(None, now) == console_app.DASH
+    assert formatting.fmt_ago("2026-01-01T11:00:00Z", now) == "1 h ago"
+    assert formatting.fmt_ago(None, now) == formatting.DASH
     assert tracking.order_plots(["z.png", "BoxPR_curve.png", "results.png"]) == ["results.png", "BoxPR_curve.png",
                                                                                   "z.png"]
     assert tracking.history_series({"a": [(1, 0.5)], "b": []}, ["a", "b"]) == [{"name": "a", "points": [[1, 0.5]]}]
@@ -223,10 +224,10 @@ def test_formatting() -> None:
 def test_form_hints_come_from_the_published_schema() -> None:
     schema = {"properties": {"hyperparameters": {"properties": {"epochs": {
         "type": "integer", "minimum": 1, "maximum": 50, "default": 7, "description": "Number of epochs."}}}}}
-    hints = console_app.form_fields(schema)
-    assert hints["epochs"]["range"] == f"1{console_app.DASH}50" and hints["epochs"]["default"] == 7
-    assert hints["imgsz"]["range"] == f"32{console_app.DASH}2048, step 32"  # the CRD's own values without a schema
-    assert hints["schema_live"]["value"] is True and console_app.form_fields(None)["schema_live"]["value"] is False
+    hints = training.form_fields(schema)
+    assert hints["epochs"]["range"] == f"1{formatting.DASH}50" and hints["epochs"]["default"] == 7
+    assert hints["imgsz"]["range"] == f"32{formatting.DASH}2048, step 32"  # the CRD's own values without a schema
+    assert hints["schema_live"]["value"] is True and training.form_fields(None)["schema_live"]["value"] is False
 
 
 # -- the dataset volume --------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ SERVED = [{"version": "1", "time": "2026-01-01T10:00:00Z", "movedBy": "mlflow-al
 
 
 def test_deployment_row_says_what_serves_what_is_requested_and_what_a_rollback_goes_back_to() -> None:
-    serving = console_app.deployment_row(model_deployment(
+    serving = deploy.deployment_row(model_deployment(
         phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1", history=SERVED,
         rollout={"version": "2", "outcome": "Succeeded", "seconds": 12.34}))
     assert (serving["phase"], serving["phaseLabel"], serving["phaseClass"]) == ("Serving", "Serving", "phase-serving")
@@ -314,12 +315,12 @@ def test_deployment_row_says_what_serves_what_is_requested_and_what_a_rollback_g
     assert serving["history"][0] == {"time": "2026-01-02 10:00:00 UTC", "version": "2", "movedBy": "visionops-cli",
                                      "cause": "why", "outcome": "Served"}
 
-    requested = console_app.deployment_row(model_deployment(
+    requested = deploy.deployment_row(model_deployment(
         "3", phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1", history=SERVED))
     assert requested["requested"] == "3" and requested["active"] and requested["alert"]["kind"] == "note"
     assert requested["alert"]["title"] == "Version 3 requested."
 
-    rolling = console_app.deployment_row(model_deployment(
+    rolling = deploy.deployment_row(model_deployment(
         "3", phase="RollingOut", desiredVersion="3", servingVersion="2", message="rolling out version 3 (4/300 s)",
         rollout={"version": "3", "outcome": "InProgress", "startTime": "2026-01-03T10:00:00Z"}))
     assert rolling["active"] and rolling["alert"] == {"kind": "note", "title": "Rolling out version 3.",
@@ -328,25 +329,25 @@ def test_deployment_row_says_what_serves_what_is_requested_and_what_a_rollback_g
     labels = [r["askedLabel"] for r in (serving, requested, rolling)]
     assert labels == ["Serving", "Requested", "Rolling out"], "what the button of the version asked for says"
 
-    failed = console_app.deployment_row(model_deployment(
+    failed = deploy.deployment_row(model_deployment(
         "2", phase="RolloutFailed", desiredVersion="2", servingVersion="2", previousVersion="1",
         message="version 3 did not become ready within 300 s; production went back to version 2"))
     assert not failed["active"] and failed["alert"]["kind"] == "error"
     assert "did not become ready" in failed["alert"]["text"] and failed["rollbackTo"] == "1"
 
-    back = console_app.deployment_row(model_deployment(
+    back = deploy.deployment_row(model_deployment(
         "1", phase="Serving", desiredVersion="2", servingVersion="2", previousVersion="1"))
     assert back["rollbackTo"] == "", "no rollback button for the version already asked for"
-    fresh = console_app.deployment_row(model_deployment(""))
+    fresh = deploy.deployment_row(model_deployment(""))
     assert (fresh["phaseLabel"], fresh["alert"]["kind"], fresh["rollbackTo"]) == ("No status", "warn", "")
     rows = [dict(fresh, name="a", inferenceService="other"), dict(fresh, name="b")]
-    assert console_app.primary_deployment(rows, "detector", "predictor")["name"] == "b"
-    assert console_app.primary_deployment(rows, "detector", "elsewhere")["name"] == "a"
-    assert console_app.primary_deployment(rows, "another-model", "predictor") is None
+    assert deploy.primary_deployment(rows, "detector", "predictor")["name"] == "b"
+    assert deploy.primary_deployment(rows, "detector", "elsewhere")["name"] == "a"
+    assert deploy.primary_deployment(rows, "another-model", "predictor") is None
 
 
 def test_notices_are_shown_once() -> None:
-    notices = console_app.Notices(limit=2)
+    notices = core.Notices(limit=2)
     first = notices.put("good", "Done.", "text")
     assert notices.pop(first) == {"kind": "good", "title": "Done.", "text": "text"} and notices.pop(first) is None
     keys = [notices.put("error", str(i), "") for i in range(3)]
