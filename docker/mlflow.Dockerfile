@@ -1,6 +1,7 @@
 # VisionOps MLflow image: the tracking server + model registry the Helm chart runs (`mlflow server`, the chart's
 # mlflow.image), with the full mlflow package at the version the project pins, and the drivers of the stores the
-# chart supports: SQLite (Python's own), PostgreSQL (psycopg2) and S3/MinIO artifacts (boto3). No project code.
+# chart supports: SQLite (Python's own), PostgreSQL (psycopg2) and S3/MinIO artifacts (boto3). Of the project's code
+# one file: visionops/mlflow_accounts.py (standard library + mlflow), which sets up the accounts of MLflow's sign-in.
 #
 #   docker build -f docker/mlflow.Dockerfile -t visionops-mlflow:0.1.0 .
 #   docker run --rm -p 5000:5000 visionops-mlflow:0.1.0     # SQLite + artifacts under /mlflow (not kept)
@@ -53,6 +54,8 @@ ENV PATH=/opt/venv/bin:${PATH} \
     HF_HUB_DISABLE_TELEMETRY=1 \
     YOLO_OFFLINE=1 \
     HOME=/home/visionops
+# The chart's `accounts` init container runs it before the server (mlflow.auth, docs/security.md).
+COPY visionops/mlflow_accounts.py /opt/visionops/mlflow_accounts.py
 WORKDIR /mlflow
 USER 1000:1000
 EXPOSE 5000

@@ -29,7 +29,7 @@ IMAGES: dict[str, tuple[str, ...]] = {
     "operator": ("kopf", "kubernetes", "pyyaml", "requests", "prometheus-client"),
     # The chart's MLflow tracking server (`mlflow server`): the full package at the tested version. The backend
     # store's and the artifact store's drivers (psycopg2, boto3) are build arguments of docker/mlflow.Dockerfile.
-    "mlflow": ("mlflow", "numpy", "pandas", "protobuf", "pyyaml", "requests"),
+    "mlflow": ("mlflow", "flask-wtf", "wtforms", "numpy", "pandas", "protobuf", "pyyaml", "requests"),
     # Training and drift Jobs: everything but the operator framework and the KServe server.
     "job": (
         "torch", "torchvision", "ultralytics", "mlflow", "evidently", "pandas", "numpy", "protobuf", "psutil",

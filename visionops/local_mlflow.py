@@ -17,11 +17,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_mlflow_server(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start ``mlflow server`` on loopback with sqlite and proxied local artifacts; wait until healthy."""
+def start_mlflow_server(workdir: Path, port: int | None = None,
+                        auth_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``mlflow server`` on loopback with sqlite and proxied local artifacts; wait until healthy.
+
+    ``auth_env``: run MLflow's basic-auth app with this environment added (``MLFLOW_AUTH_CONFIG_PATH``, the
+    admin's ``MLFLOW_AUTH_ADMIN_*``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``), as the chart does."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # telemetry off: visionops.telemetry
+    env.update(auth_env or {})
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(workdir / "mlflow-server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
@@ -30,6 +35,7 @@ def start_mlflow_server(workdir: Path, port: int | None = None) -> tuple[subproc
             "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
             "--artifacts-destination", str(workdir / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            *(["--app-name", "basic-auth"] if auth_env else []),
         ],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )

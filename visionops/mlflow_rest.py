@@ -19,6 +19,10 @@ import requests
 TIMEOUT_SECONDS = 20.0
 
 
+# MLflow's error codes for the answers its auth app gives as plain text
+_STATUS_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+
+
 class MlflowRestError(Exception):
     """An MLflow REST call failed: ``error_code`` (e.g. RESOURCE_DOES_NOT_EXIST) and ``message``."""
 
@@ -121,7 +125,8 @@ class MlflowRestClient:
                 body = response.json()
             except ValueError:
                 body = {}
-            code = body.get("error_code") or ("INTERNAL_ERROR" if response.status_code >= 500 else "BAD_REQUEST")
+            code = body.get("error_code") or _STATUS_CODES.get(response.status_code) or (
+                "INTERNAL_ERROR" if response.status_code >= 500 else "BAD_REQUEST")
             raise MlflowRestError(code, body.get("message") or response.text[:300], response.status_code)
         return response
 

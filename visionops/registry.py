@@ -188,7 +188,18 @@ def production_version(client: Client, name: str) -> ModelVersion | None:
             and "not found" in message
         if _is_missing(error) or alias_missing:
             return None
+        if _error_code(error) == "PERMISSION_DENIED" and _model_missing(client, name):
+            return None  # MLflow's auth answers 403, not 404, for an alias of a model that does not exist
         raise
+
+
+def _model_missing(client: Client, name: str) -> bool:
+    """Whether the registered model ``name`` does not exist (a model that exists, or any other error: False)."""
+    try:
+        client.get_registered_model(name)
+    except Exception as error:
+        return _is_missing(error)
+    return False
 
 
 def production_metrics(client: Client, name: str) -> ModelMetrics | None:

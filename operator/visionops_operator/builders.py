@@ -97,6 +97,9 @@ def _identity_env(kind: str, name: str, namespace: str, uid: str, settings: Oper
     ]
     if settings.mlflow_uri:
         env.append({"name": TRACKING_URI_ENV, "value": settings.mlflow_uri})
+    if settings.job_mlflow_secret:  # MLflow's client reads these; the password stays in the Secret
+        env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": settings.job_mlflow_secret, "key": key}}}
+                for name, key in (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password"))]
     return env
 
 

@@ -29,6 +29,8 @@ class OperatorSettings:
     image_pull_policy: str = "IfNotPresent"
     job_service_account: str = ""
     """ServiceAccount of the Job pods (the namespace's default when empty)."""
+    job_mlflow_secret: str = ""
+    """Secret (keys username, password) in a Job's namespace with the jobs' MLflow account (empty: none)."""
     progress_seconds: float = 15.0
     """How often the epoch progress of training pods is read from MLflow."""
     mlflow_retry_seconds: float = 10.0
@@ -86,6 +88,8 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
      "imagePullPolicy of the Jobs"),
     ("--job-service-account", "job_service_account", "VISIONOPS_JOB_SERVICE_ACCOUNT", str,
      "ServiceAccount of the Job pods (empty: the namespace's default)"),
+    ("--job-mlflow-secret", "job_mlflow_secret", "VISIONOPS_JOB_MLFLOW_SECRET", str,
+     "Secret (username, password) of the Jobs' MLflow account in their namespace (empty: no credentials)"),
     ("--progress-seconds", "progress_seconds", "VISIONOPS_PROGRESS_SECONDS", _positive,
      "seconds between two reads of the training pods' epoch progress from MLflow"),
     ("--mlflow-retry-seconds", "mlflow_retry_seconds", "VISIONOPS_MLFLOW_RETRY_SECONDS", _positive,

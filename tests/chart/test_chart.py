@@ -11,6 +11,7 @@ chart ServiceAccount's token without a single Forbidden.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import re
@@ -352,7 +353,7 @@ def test_image_installs_everything_its_code_imports(image: str, package: str) ->
     """Every third-party module the package (and the visionops modules it imports, lazily too) needs is in its
     image, but for the lazy imports of :data:`NEVER_CALLED`."""
     dists = image_dists(image)
-    modules = local_closure(sorted((REPO / package).glob("*.py")))
+    modules = local_closure(sorted((REPO / package).rglob("*.py")))
     local = {"visionops", Path(package).name}
     found = {name: files for name, files in imports_by_module(modules).items()
              if name not in set(sys.stdlib_module_names) | local}
@@ -361,7 +362,7 @@ def test_image_installs_everything_its_code_imports(image: str, package: str) ->
     missing = {name: files for name, files in missing.items() if files}
     assert not missing, f"{package} imports {missing}, which docker/pins.py does not install in the {image} image"
     if image == "console":  # Starlette parses the "try it" upload with python-multipart
-        sources = "".join(p.read_text() for p in (REPO / package).glob("*.py"))
+        sources = "".join(p.read_text() for p in (REPO / package).rglob("*.py"))
         assert "request.form(" in sources and "python-multipart" in dists
 
 
@@ -412,8 +413,11 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged(dockerfile: str) ->
 
     for env in (f"{k}={v}" for k, v in TELEMETRY_OFF.items()):
         assert env in text, f"{dockerfile}.Dockerfile lacks ENV {env}"
-    if dockerfile == "mlflow":  # the tracking server only: no project code
-        assert not re.search(r"^COPY (configs|visionops)/", text, re.M)
+    if dockerfile == "mlflow":  # the tracking server and one standalone file: the accounts of its sign-in
+        copies = re.findall(r"^COPY (?!--from)(\S+)", text, re.M)
+        assert copies == ["pyproject.toml", "visionops/mlflow_accounts.py"], copies  # pyproject.toml: the pins stage
+        imports = imports_by_module([REPO / copies[1]])
+        assert set(imports) <= set(sys.stdlib_module_names) | {"mlflow"}, f"{copies[1]} imports {sorted(imports)}"
         assert re.search(r'^ENTRYPOINT \["mlflow", "server"\]$', text, re.M)
         return
     lines = text.splitlines()
@@ -484,6 +488,47 @@ def test_every_container_has_telemetry_off(k8s_bin: Path, kube_version: str) -> 
             assert not missing, f"{where} container {container['name']} lacks {missing}"
 
 
+def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod spec of a render: Deployments' templates and the InferenceService's predictor."""
+    pods = {f"Deployment/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+            for d in docs if d["kind"] == "Deployment"}
+    return pods | {f"InferenceService/{d['metadata']['name']}": d["spec"]["predictor"]
+                   for d in docs if d["kind"] == "InferenceService"}
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "no-values-file")
+def test_mlflow_credentials_stay_in_secrets(k8s_bin: Path, kube_version: str, values: Path | None) -> None:
+    """Each component signs in to MLflow with its own account; a password is only ever in a Secret: env refers to
+    it (secretKeyRef), no env value, ConfigMap or other object holds one."""
+    docs = render(k8s_bin, kube_version, values=values)
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    passwords = {base64.b64decode(v).decode() for s in secrets for k, v in (s.get("data") or {}).items()
+                 if k != "username"}
+    public = json.dumps([d for d in docs if d["kind"] != "Secret"])
+    assert not [p for p in passwords if len(p) >= 16 and p in public], "a password outside its Secret"
+    for where, pod in pod_specs(docs).items():
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            for env in container.get("env", []):
+                if any(word in env["name"] for word in ("PASSWORD", "SECRET_KEY", "BACKEND_STORE_URI")):
+                    assert "value" not in env and "secretKeyRef" in env["valueFrom"], (where, env)
+    auth = ((yaml.safe_load(values.read_text()) if values else None) or {}).get("mlflow", {}).get("auth", {})
+    for where, pod in pod_specs(docs).items():
+        env = {e["name"]: e.get("value") for c in pod["containers"] for e in c.get("env", [])}
+        component = where.rsplit("/visionops-", 1)[-1]
+        if component in ("operator", "console", "predictor"):
+            assert env.get("MLFLOW_TRACKING_USERNAME") == f"visionops-{component}", where
+    if not auth.get("existingSecret") and any(d["kind"] == "Deployment" and "mlflow" in d["metadata"]["name"]
+                                              for d in docs):
+        mlflow = find(docs, "Deployment", "visionops-mlflow")["spec"]["template"]["spec"]
+        assert "--app-name=basic-auth" in mlflow["containers"][0]["args"]
+        assert [c["name"] for c in mlflow["initContainers"]] == ["accounts"]
+        jobs = [s for s in secrets if s["metadata"]["name"] == "visionops-mlflow-jobs"]
+        assert jobs and all(base64.b64decode(s["data"]["username"]) == b"visionops-jobs" for s in jobs)
+        config = find(docs, "ConfigMap", "visionops-operator")["data"]
+        assert config["VISIONOPS_JOB_MLFLOW_SECRET"] == "visionops-mlflow-jobs"
+
+
 @pytest.mark.cluster
 def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
     """What a plain `helm install visionops charts/visionops -n visionops` creates, field by field."""
@@ -516,6 +561,7 @@ def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
         "VISIONOPS_JOB_IMAGE": "visionops-job:0.1.0",
         "VISIONOPS_IMAGE_PULL_POLICY": "IfNotPresent",
         "VISIONOPS_JOB_SERVICE_ACCOUNT": "visionops-job",
+        "VISIONOPS_JOB_MLFLOW_SECRET": "visionops-mlflow-jobs",
         "VISIONOPS_PROGRESS_SECONDS": "15",
         "VISIONOPS_MLFLOW_RETRY_SECONDS": "10",
         "VISIONOPS_DEPLOY_SYNC_SECONDS": "5",
@@ -546,7 +592,7 @@ def test_default_rendering(k8s_bin: Path, kube_version: str) -> None:
     (predictor,) = isvc["spec"]["predictor"]["containers"]
     assert predictor["name"] == "kserve-container"
     assert predictor["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    env = {e["name"]: e["value"] for e in predictor["env"]}
+    env = {e["name"]: e.get("value") for e in predictor["env"]}
     assert env["MLFLOW_TRACKING_URI"] == settings["VISIONOPS_MLFLOW_URI"]
     assert env["VISIONOPS_MODEL_URI"] == "models:/vision-defect-detector@production"
     assert "--model_name=vision-defect-detector" in predictor["args"]

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from fixtures.e2e import Release, client, finished
+from fixtures.e2e import Release, client, finished, mlflow_writer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -143,7 +143,8 @@ def test_other_pages_and_the_host_check(e2e_release: Release, console: str) -> N
 
 def test_only_visionops_pods_reach_mlflow(e2e_release: Release, console: str) -> None:
     """The chart's NetworkPolicies (kube-router enforces them on kind): a training-Job-like pod reaches MLflow, any
-    other pod does not; the console (through its page, above) does. The console's Service stays open to all."""
+    other pod does not; the console (through its page, above) does. The console's Service stays open to all. And
+    MLflow's sign-in: without an account a write is 401, with a read-only one 403."""
     release = e2e_release
     port = release.get("service", MLFLOW)["spec"]["ports"][0]["port"]
     url = f"http://{MLFLOW}:{port}/health"
@@ -153,6 +154,17 @@ def test_only_visionops_pods_reach_mlflow(e2e_release: Release, console: str) ->
     release.cluster.apply(json.dumps(client("mlflow-from-stranger", url)), namespace=release.namespace)
     assert finished(release.cluster, release.namespace, "mlflow-from-stranger") == "Failed", \
         "a pod outside the allow-list reached MLflow"
+    # Inside the allow-list MLflow still wants an account: none -> 401; the console's (read-only) -> 403 on moving
+    # the production alias (MLflow's auth app answers 403 whether or not the model exists yet).
+    alias = f"http://{MLFLOW}:{port}/api/2.0/mlflow/registered-models/alias"
+    move = {"name": MODEL, "alias": "production", "version": "1"}
+    for name, secret, key, expected in (("mlflow-anonymous", "", "", "401"),
+                                        ("mlflow-as-console", f"{MLFLOW}-auth", "console", "403")):
+        release.cluster.apply(json.dumps(mlflow_writer(name, alias, move, job_like, secret, key)),
+                              namespace=release.namespace)
+        assert finished(release.cluster, release.namespace, name) == "Succeeded", release.diagnostics()
+        said = release.kubectl("logs", name).strip()
+        assert said == expected, f"{name}: MLflow answered {said}, not {expected}"
     console_url = f"http://{CONSOLE}:{release.get('service', CONSOLE)['spec']['ports'][0]['port']}/healthz"
     release.cluster.apply(json.dumps(client("console-from-stranger", console_url)), namespace=release.namespace)
     assert finished(release.cluster, release.namespace, "console-from-stranger") == "Succeeded"

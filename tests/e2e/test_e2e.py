@@ -50,10 +50,15 @@ def requires(step: str) -> None:
         pytest.skip(f"needs the earlier step {step!r}, which did not pass")
 
 
-def http(url: str, body: dict | None = None, timeout: float = 60) -> tuple[int, Any]:
-    """GET (or POST ``body`` as JSON); ``(status, parsed JSON or text)``, 4xx/5xx included."""
+def http(url: str, body: dict | None = None, timeout: float = 60,
+         auth: tuple[str, str] | None = None) -> tuple[int, Any]:
+    """GET (or POST ``body`` as JSON), signed in with ``auth`` (basic); ``(status, parsed JSON or text)``, 4xx/5xx
+    included."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
@@ -96,7 +101,7 @@ def ready_pod(release: Release, selector: str) -> str:
 
 def mlflow(release: Release, path: str, **params: str) -> dict:
     url = f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(params)}"
-    status, body = http(url)
+    status, body = http(url, auth=release.mlflow_admin())
     assert status == 200, f"MLflow GET {url} -> {status}: {body}"
     return body
 
@@ -226,15 +231,20 @@ def deploy(release: Release, *args: str) -> subprocess.CompletedProcess:
 
 
 def mlflow_post(release: Release, path: str, body: dict) -> dict:
-    status, answer = http(f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}", body)
+    status, answer = http(f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}", body,
+                          auth=release.mlflow_admin())
     assert status == 200, f"MLflow POST {path} -> {status}: {answer}"
     return answer
 
 
-def broken_version(release: Release, tmp_path: Path) -> str:
-    """A registered version whose best.onnx is not an ONNX model (uploaded through the MLflow server)."""
+def broken_version(release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A registered version whose best.onnx is not an ONNX model (uploaded through the MLflow server by its
+    admin)."""
     from mlflow.tracking import MlflowClient
 
+    user, password = release.mlflow_admin()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     client = MlflowClient(release.node_port_url("visionops-mlflow"))
     run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
     model = tmp_path / "model"
@@ -246,8 +256,8 @@ def broken_version(release: Release, tmp_path: Path) -> str:
     return client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id).version
 
 
-def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(e2e_release: Release,
-                                                                          tmp_path: Path) -> None:
+def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(
+        e2e_release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     requires("serve")
     release = e2e_release
     image = sample_images(release)[0]
@@ -277,7 +287,7 @@ def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(e2e_r
     assert release.get("modeldeployment", PREDICTOR)["spec"]["version"] == v2
 
     # kubectl, with a version that cannot load: RolloutFailed with the predictor's error; v2 answers throughout.
-    v3 = broken_version(release, tmp_path)
+    v3 = broken_version(release, tmp_path, monkeypatch)
     release.kubectl("patch", "modeldeployment", PREDICTOR, "--type=merge", "-p", json.dumps({"spec": {"version": v3}}))
     answered = []
 
@@ -364,6 +374,28 @@ def host_ca_markers() -> list[str]:
         if len(lines) > 4:
             markers.append(lines[len(lines) // 2])
     return markers
+
+
+def test_no_mlflow_password_leaves_its_secret(e2e_release: Release) -> None:
+    """After the whole loop (training, promotion, rollouts, drift): no password of an MLflow account in a pod's log
+    (every container, the accounts init container included), a pod spec, a ConfigMap, a custom resource, an Event,
+    or the MLflow runs' params and tags."""
+    requires("train")
+    release = e2e_release
+    secrets = {key: value for key, value in release.mlflow_passwords().items() if len(value) >= 16}
+    assert {"admin", "operator", "jobs", "console", "predictor"} <= set(secrets)
+    seen = {kind: release.kubectl("get", kind, "-o", "json") for kind in (
+        "pods", "jobs", "configmaps", "trainingruns", "driftchecks", "modeldeployments", "inferenceservices",
+        "events")}
+    for pod in release.kubectl("get", "pods", "-o", "name").split():
+        seen[pod] = release.kubectl("logs", pod, "--all-containers", "--prefix", check=False)
+    accounts = release.kubectl("logs", "deployment/visionops-mlflow", "-c", "accounts", check=False)
+    assert "visionops-jobs (jobs): EDIT on experiment *" in accounts, accounts
+    for run_id in {release.get("trainingrun", TRAINING_RUN)["status"]["mlflowRunId"],
+                   release.get("driftcheck", DRIFT_CHECK)["status"].get("mlflowRunId", "")} - {""}:
+        seen[f"MLflow run {run_id}"] = json.dumps(mlflow(release, "runs/get", run_id=run_id)["run"]["data"])
+    leaks = sorted({(where, key) for where, text in seen.items() for key, value in secrets.items() if value in text})
+    assert not leaks, f"an MLflow password outside its Secret: {leaks}"
 
 
 @pytest.mark.parametrize("image", ["operator", "mlflow", "job", "predictor", "console"])

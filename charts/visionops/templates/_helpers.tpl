@@ -187,3 +187,75 @@ nothing phones home from a factory network. Kept equal to visionops.telemetry.TE
 - name: HF_HUB_DISABLE_TELEMETRY
   value: "1"
 {{- end }}
+
+{{/*
+visionops.mlflowAuthSecretName: the Secret with the MLflow accounts' passwords (mlflow.auth.existingSecret, else the chart's).
+*/}}
+{{- define "visionops.mlflowAuthSecretName" -}}
+{{- .Values.mlflow.auth.existingSecret | default (printf "%s-auth" (include "visionops.componentName" (list . "mlflow"))) }}
+{{- end }}
+
+{{/*
+visionops.mlflowJobsSecretName: the Secret (username, password) of the jobs' MLflow account in each Job namespace.
+*/}}
+{{- define "visionops.mlflowJobsSecretName" -}}
+{{- .Values.mlflow.auth.jobsSecret | default (printf "%s-jobs" (include "visionops.componentName" (list . "mlflow"))) }}
+{{- end }}
+
+{{/*
+visionops.mlflowUsername: the MLflow account of a component, (list . "operator"|"jobs"|"console"|"predictor").
+*/}}
+{{- define "visionops.mlflowUsername" -}}
+{{- printf "visionops-%s" (index . 1) }}
+{{- end }}
+
+{{/*
+visionops.mlflowPasswords: the chart-made passwords as YAML (keys: admin, operator, jobs, console, predictor,
+flask-secret-key): those of the installed Secret when there is one (an upgrade keeps them), else new random ones,
+made once per render (every template that asks gets the same).
+*/}}
+{{- define "visionops.mlflowPasswords" -}}
+{{- if not .Values.mlflow.auth._made }}
+{{- $made := dict }}
+{{- $installed := lookup "v1" "Secret" .Release.Namespace (include "visionops.mlflowAuthSecretName" .) }}
+{{- range $key := list "admin" "operator" "jobs" "console" "predictor" "flask-secret-key" }}
+{{- $old := "" }}
+{{- if $installed }}{{- $old = index ($installed.data | default dict) $key | default "" }}{{- end }}
+{{- $_ := set $made $key (ternary ($old | b64dec) (randAlphaNum 40) (ne $old "")) }}
+{{- end }}
+{{- $_ := set .Values.mlflow.auth "_made" $made }}
+{{- end }}
+{{- toYaml .Values.mlflow.auth._made }}
+{{- end }}
+
+{{/*
+visionops.mlflowClientEnv: a component's MLflow credentials as container env, (list . "operator"|"console"|"predictor");
+the password by reference to its Secret, never as a value.
+*/}}
+{{- define "visionops.mlflowClientEnv" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.mlflow.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ include "visionops.mlflowUsername" . | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "visionops.mlflowAuthSecretName" $root }}
+      key: {{ index . 1 }}
+{{- end }}
+{{- end }}
+
+{{/*
+visionops.mlflowAuthEnv: what MLflow's basic-auth app and the accounts init container read (config, the admin).
+*/}}
+{{- define "visionops.mlflowAuthEnv" -}}
+- name: MLFLOW_AUTH_CONFIG_PATH
+  value: /etc/visionops/mlflow/basic_auth.ini
+- name: MLFLOW_AUTH_ADMIN_USERNAME
+  value: {{ .Values.mlflow.auth.adminUsername | quote }}
+- name: MLFLOW_AUTH_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "visionops.mlflowAuthSecretName" . }}
+      key: admin
+{{- end }}
