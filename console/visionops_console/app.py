@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from visionops_console import account
 from visionops_console.core import HERE, Console
 from visionops_console.datasets import DatasetVolume
 from visionops_console.kube import Cluster
@@ -80,6 +81,9 @@ def create_app(settings: ConsoleSettings, cluster: Cluster | None = None, mlflow
         Route("/api/modeldeployments", on(deploy.api_deployments), methods=["GET"]),
         Route("/deploy/production", on(deploy.form_production), methods=["POST"]),
         Route("/api/predict", on(deploy.api_predict), methods=["POST"]),
+        Route("/signin", on(account.page_signin), methods=["GET"]),
+        Route("/signin", on(account.form_signin), methods=["POST"]),
+        Route("/signout", on(account.form_signout), methods=["POST"]),
         Route("/healthz", on(healthz)),
         Route("/favicon.ico", on(favicon)),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),

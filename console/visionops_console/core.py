@@ -28,6 +28,7 @@ from visionops_console.datasets import DatasetIndex, DatasetVolume
 from visionops_console.formatting import FILTERS
 from visionops_console.kube import Cluster, ClusterUnavailable, Rejection
 from visionops_console.settings import ConsoleSettings
+from visionops_console.signin import Session, Sessions, session_key
 from visionops_console.tracking import Tracking, TrackingUnavailable
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +46,8 @@ STEPS = (
     ("drift", "", "Drift", "/drift", "cluster"),
 )
 CPU_NOTE = "training and rollout need a Kubernetes cluster"
+SIGN_IN_NOTE = ("sign in with your Kubernetes token to make changes (they are made as you, and your RBAC decides); "
+                "until then the console only reads")
 
 
 class Notices:
@@ -91,6 +94,7 @@ class Console:
         self.env.filters.update(FILTERS)
         self.started = time.time()
         self.notices = Notices()
+        self.sessions = Sessions()
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="console")
 
     def close(self) -> None:
@@ -99,14 +103,26 @@ class Console:
 
     # rendering and guarding ----------------------------------------------------------------------------------
 
+    def person(self, request: Request) -> Session | None:
+        """The signed-in person of this request (``--sign-in token``), or None."""
+        return self.sessions.get(session_key(request)) if self.settings.sign_in == "token" else None
+
+    def may_write(self, request: Request) -> bool:
+        """Whether writes are offered at all: not read-only, and signed in where sign-in is required."""
+        return not self.settings.read_only and (self.settings.sign_in == "none" or self.person(request) is not None)
+
     def render(self, request: Request, template: str, page: str, status_code: int = 200, **context: Any) -> Response:
         """A page in the console's frame (blocking: it asks whether the cluster answers)."""
         cluster_reason = self.cluster.unavailable()
+        person = self.person(request)
         context.update(
             page=page, steps=STEPS, settings=self.settings, csrf_token=request.state.csrf_token,
+            request_path=request.url.path,
             namespace=self.cluster.namespace, cluster_reason=cluster_reason,
             mlflow_reason=self.mlflow.unavailable(), read_only=self.settings.read_only,
-            writes_enabled=not self.settings.read_only and cluster_reason is None,
+            writes_enabled=self.may_write(request) and cluster_reason is None,
+            signed_in=person.user if person else "", sign_in=self.settings.sign_in,
+            needs_sign_in=self.settings.sign_in == "token" and person is None and not self.settings.read_only,
             datasets_configured=self.volume.configured,
         )
         html = self.env.get_template(template).render(**context)
@@ -127,29 +143,37 @@ class Console:
 
     # writes --------------------------------------------------------------------------------------------------
 
-    async def refuse_write(self) -> JSONResponse | None:
-        """Why a write cannot be made (read-only, no cluster), or None."""
+    def acting(self, request: Request) -> Cluster:
+        """The connection a write of this request uses: the signed-in person's (``--sign-in token``), else the
+        console's own."""
+        person = self.person(request)
+        return person.cluster if person is not None else self.cluster
+
+    async def refuse_write(self, request: Request) -> JSONResponse | None:
+        """Why a write cannot be made (read-only, not signed in, no cluster), or None."""
         if self.settings.read_only:
             return JSONResponse({"ok": False, "message": "the console is read-only (--read-only / console.readOnly)"
                                  ": writes go through kubectl"}, status_code=403)
+        if not self.may_write(request):
+            return JSONResponse({"ok": False, "message": SIGN_IN_NOTE, "signIn": "/signin"}, status_code=401)
         reason = await self.blocking(self.cluster.unavailable)
         if reason:
             return JSONResponse({"ok": False, "message": f"{CPU_NOTE}: {reason}"}, status_code=503)
         return None
 
-    async def write(self, fn: Callable[..., str], *args: Any) -> Response:
-        """One cluster write of the JSON API, refused or made: ``{"ok", "message"}`` (the apiserver's words when it
-        refuses, with its status code)."""
-        refused = await self.refuse_write()
+    async def write(self, request: Request, action: str, *args: Any) -> Response:
+        """One cluster write of the JSON API (the :class:`Cluster` method ``action``, on the acting connection),
+        refused or made: ``{"ok", "message"}`` (the apiserver's words when it refuses, with its status code)."""
+        refused = await self.refuse_write(request)
         if refused is not None:
             return refused
         try:
-            message = await self.blocking(fn, *args)
+            message = await self.blocking(getattr(self.acting(request), action), *args)
         except Rejection as exc:
             return rejected(exc)
         except ClusterUnavailable as exc:
             return JSONResponse({"ok": False, "message": f"{CPU_NOTE}: {exc}"}, status_code=503)
-        log.info("%s", message)
+        log.info("%s%s", message, f" (as {self.acting(request).user})" if self.acting(request).user else "")
         return JSONResponse({"ok": True, "message": message})
 
     # what several steps read -------------------------------------------------------------------------------

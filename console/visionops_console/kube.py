@@ -89,11 +89,16 @@ def rejection(status: int, body: str | bytes | None, reason: str = "") -> Reject
     return Rejection(status, message, fields)
 
 
-def refusal(exc: Any, verb: str, what: str, namespace: str) -> Rejection:
+def refusal(exc: Any, verb: str, what: str, namespace: str, user: str = "") -> Rejection:
     """The console's one reading of an apiserver refusal of a write (``ApiException``): the apiserver's own message
-    and field causes (:func:`rejection`); an RBAC refusal also says which permission the console's identity lacks."""
+    and field causes (:func:`rejection`); an RBAC refusal also says who lacks which permission (the signed-in
+    ``user``, else the console's own identity)."""
     refused = rejection(exc.status, exc.body, exc.reason)
-    if exc.status == 403:
+    if exc.status == 403 and user:
+        refused.message = (f"{user} may not {verb} {what} in namespace {namespace} (Kubernetes RBAC: ask for "
+                           f"{verb} on {what.lower()}, e.g. a binding to the console's editor Role): "
+                           f"{refused.message}")
+    elif exc.status == 403:
         refused.message = (f"the console may not {verb} {what} in namespace {namespace} (RBAC: its Role needs "
                            f"{verb} on {what.lower()}): {refused.message}")
     return refused
@@ -237,6 +242,7 @@ class Cluster:
         self._kubeconfig = kubeconfig
         self._namespace = namespace
         self.timeout = timeout
+        self.user = ""  # who this connection acts as when it is a signed-in person's (as_user); "": the console
         self._lock = threading.Lock()
         self._api: Any = None
         self._config_error: str | None = None
@@ -276,6 +282,57 @@ class Cluster:
                 raise ClusterUnavailable(self._config_error) from None
             return self._api
 
+    def as_user(self, token: str) -> Cluster:
+        """A connection to the same API server and namespace that authenticates with ``token`` alone (no client
+        certificate, no refreshed ServiceAccount token of the console's): what a signed-in person's changes use.
+        ``.user`` is set by :meth:`whoami`."""
+        import copy
+
+        from kubernetes import client
+
+        conf = copy.deepcopy(self._client().configuration)
+        conf.api_key, conf.api_key_prefix = {"authorization": f"Bearer {token}"}, {}
+        conf.refresh_api_key_hook = None
+        conf.cert_file = conf.key_file = None
+        conf.username = conf.password = None
+        person = Cluster(self._kubeconfig, self.namespace, self.timeout)
+        person._api = client.ApiClient(conf)
+        return person
+
+    def whoami(self) -> tuple[str, tuple[str, ...]]:
+        """``(username, groups)`` the API server gives this connection's credentials (a SelfSubjectReview);
+        :class:`Rejection` 401 when it does not accept them."""
+        from kubernetes.client.rest import ApiException
+
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            review = kube_rest.call(self._client(), "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                    body, timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 401:
+                raise Rejection(401, "the cluster does not accept this token (expired, revoked or mistyped)") from None
+            raise rejection(exc.status, exc.body, exc.reason) from None
+        except OSError as exc:
+            raise ClusterUnavailable(f"the Kubernetes API does not answer ({exc})") from None
+        info = (review.get("status") or {}).get("userInfo") or {}
+        self.user = str(info.get("username") or "")
+        if not self.user:
+            raise Rejection(401, "the cluster accepted the token but names nobody")
+        return self.user, tuple(info.get("groups") or ())
+
+    def close(self) -> None:
+        """Let the connection pool go (a signed-out person's)."""
+        api, self._api = self._api, None
+        if api is not None:
+            with contextlib.suppress(Exception):
+                api.close()
+
+    @property
+    def field_manager(self) -> str:
+        """The field manager of this connection's writes (a ModelDeployment's history names it): the console's,
+        and the person's name when one is signed in."""
+        return f"{FIELD_MANAGER}:{self.user}"[:128] if self.user else FIELD_MANAGER
+
     @property
     def namespace(self) -> str:
         if not self._namespace:
@@ -314,7 +371,7 @@ class Cluster:
         try:
             yield
         except ApiException as exc:
-            raise refusal(exc, verb, what, self.namespace) from None
+            raise refusal(exc, verb, what, self.namespace, self.user) from None
 
     def unavailable(self) -> str | None:
         """``None`` when the cluster answers (and serves TrainingRuns), else why not; cached a few seconds."""
@@ -511,6 +568,7 @@ class Cluster:
                 cause = SET_CAUSE
             else:
                 raise Rejection(400, f"unknown action {action!r} (set or rollback)")
+            cause += f" by {self.user}" if self.user else ""
             patch = production.set_version_patch(version, cause)
         except production.ProductionError as exc:
             raise Rejection(422, str(exc)) from None
@@ -520,7 +578,7 @@ class Cluster:
                                  f"{status.get('phase') or 'not reported yet'}): nothing to change")
         with self._refusing("patch", "ModelDeployments"):
             self._rest("PATCH", api_path(production.GROUP, production.VERSION, self.namespace, production.PLURAL, name),
-                       patch, query={"fieldManager": FIELD_MANAGER}, content_type=kube_rest.MERGE_PATCH)
+                       patch, query={"fieldManager": self.field_manager}, content_type=kube_rest.MERGE_PATCH)
         isvc, wanted = spec.get("inferenceService") or name, patch["spec"]["version"]
         return (f"Version {wanted} requested: spec.version of ModelDeployment {name} is now {wanted} (was "
                 f"{current or 'none'}; cause \u201c{cause}\u201d). The operator moves the production alias of "

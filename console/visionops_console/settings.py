@@ -16,6 +16,7 @@ DEFAULT_PORT = 8090
 DEFAULT_MODEL = "vision-defect-detector"  # the CRD's spec.model.name default and the chart's predictor.modelName
 DEFAULT_DATASET_PVC = "visionops-datasets"  # the chart's dataset PVC (manifests/samples use it)
 DEFAULT_INFERENCE_SERVICE = "visionops-predictor"
+SIGN_IN_MODES = ("token", "none")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class ConsoleSettings:
     """Base URL of the predictor for "try it" (empty: the InferenceService's status.address.url)."""
     read_only: bool = False
     """Refuse every write (create a TrainingRun, stop, check now): the console only reads."""
+    sign_in: str = "none"
+    """``token``: people sign in with their own Kubernetes bearer token and every change is made as them (RBAC
+    decides; until they sign in the console only reads). ``none``: changes are made with the console's own
+    identity (a person's own kubeconfig on a laptop)."""
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_pixels: int = 40_000_000
     mlflow_ui_url: str = ""
@@ -88,6 +93,12 @@ def _hosts(text: str) -> tuple[str, ...]:
     return hosts
 
 
+def _sign_in(text: str) -> str:
+    if text not in SIGN_IN_MODES:
+        raise ValueError(f"must be one of {', '.join(SIGN_IN_MODES)}, got {text!r}")
+    return text
+
+
 def _folder(text: str) -> str:
     if text and not Path(text).is_dir():
         raise ValueError(f"{text!r} is not a folder")
@@ -114,6 +125,9 @@ _OPTIONS: tuple[tuple[str, str, tuple[str, ...], Callable[[str], Any], str], ...
      "predictor base URL for 'try it' (empty: the InferenceService's address)"),
     ("--read-only", "read_only", ("VISIONOPS_CONSOLE_READ_ONLY",), _flag,
      "refuse every write (create, stop, check now)"),
+    ("--sign-in", "sign_in", ("VISIONOPS_CONSOLE_SIGN_IN",), _sign_in,
+     "token: people sign in with their Kubernetes token and change things as themselves (read-only until then); "
+     "none: changes use the console's own identity"),
     ("--max-upload-mb", "max_upload_bytes", ("VISIONOPS_CONSOLE_MAX_UPLOAD_MB",), _megabytes,
      "largest image accepted by 'try it', in MB"),
     ("--mlflow-ui-url", "mlflow_ui_url", ("VISIONOPS_CONSOLE_MLFLOW_UI_URL",), str,

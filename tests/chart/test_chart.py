@@ -940,8 +940,9 @@ def test_console_rendering(k8s_bin: Path, kube_version: str) -> None:
     default = render(k8s_bin, kube_version)
     assert {(d["kind"], d["metadata"]["name"]) for d in default if "console" in d["metadata"]["name"]} == {
         ("Deployment", "visionops-console"), ("Service", "visionops-console"), ("ServiceAccount", "visionops-console"),
-        ("Role", "visionops-console"), ("RoleBinding", "visionops-console"), ("NetworkPolicy", "visionops-console")
-    }, "on by default"
+        ("Role", "visionops-console"), ("RoleBinding", "visionops-console"), ("NetworkPolicy", "visionops-console"),
+        ("Role", "visionops-console-editor"),
+    }, "on by default (people sign in: the editor Role holds the writes, bound to console.editors when given)"
     off = render(k8s_bin, kube_version, sets=["console.enabled=false"])
     assert not [d for d in off if "console" in d["metadata"]["name"]]
     docs = render(k8s_bin, kube_version, values=CHART / "ci" / "07-console-values.yaml")
@@ -975,8 +976,19 @@ def test_console_rendering(k8s_bin: Path, kube_version: str) -> None:
     find(docs, "ServiceAccount", "visionops-console")
     binding = find(docs, "RoleBinding", "visionops-console")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "visionops-console", "namespace": "visionops"}]
+    assert "--sign-in=token" in args
     verbs = {v for rule in find(docs, "Role", "visionops-console")["rules"] for v in rule["verbs"]}
-    assert {"create", "delete", "patch"} <= verbs
+    assert verbs == {"get", "list"}, "with sign-in the console's own identity only reads"
+    editor = {v for rule in find(docs, "Role", "visionops-console-editor")["rules"] for v in rule["verbs"]}
+    assert {"create", "delete", "patch"} <= editor
+    people = [{"kind": "Group", "name": "quality-engineers", "apiGroup": "rbac.authorization.k8s.io"}]
+    docs = render(k8s_bin, kube_version, sets=["console.editors[0].kind=Group",
+                                               "console.editors[0].name=quality-engineers",
+                                               "console.editors[0].apiGroup=rbac.authorization.k8s.io"])
+    assert find(docs, "RoleBinding", "visionops-console-editor")["subjects"] == people
+    docs = render(k8s_bin, kube_version, sets=["console.signIn=none"])
+    verbs = {v for rule in find(docs, "Role", "visionops-console")["rules"] for v in rule["verbs"]}
+    assert {"create", "delete", "patch"} <= verbs and not [d for d in docs if d["metadata"]["name"].endswith("-editor")]
 
     docs = render(k8s_bin, kube_version, sets=["console.enabled=true", "console.readOnly=true",
                                                "predictor.enabled=false", "console.image.digest=sha256:" + "b" * 64])
@@ -991,9 +1003,10 @@ def test_console_rendering(k8s_bin: Path, kube_version: str) -> None:
 
 
 def _console_rbac(cluster: KubeCluster, k8s_bin: Path, kube_version: str, namespace: str,
-                  read_only: bool) -> list[dict[str, Any]]:
+                  read_only: bool, sign_in: str = "none") -> list[dict[str, Any]]:
     docs = render(k8s_bin, kube_version, namespace=namespace,
-                  sets=["console.enabled=true", f"console.readOnly={str(read_only).lower()}"])
+                  sets=["console.enabled=true", f"console.readOnly={str(read_only).lower()}",
+                        f"console.signIn={sign_in}"])
     rbac = [d for d in docs if d["kind"] in RBAC_KINDS and d["metadata"]["name"] == "visionops-console"]
     assert {d["kind"] for d in rbac} == {"ServiceAccount", "Role", "RoleBinding"}, "namespaced only"
     cluster.apply(as_list(rbac))
@@ -1001,20 +1014,33 @@ def _console_rbac(cluster: KubeCluster, k8s_bin: Path, kube_version: str, namesp
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
+@pytest.mark.parametrize(("read_only", "sign_in"), [(False, "none"), (True, "none"), (False, "token")],
+                         ids=["read-write", "read-only", "sign-in"])
 def test_console_service_account_holds_exactly_its_rights(chart_crds: KubeCluster, k8s_bin: Path, kube_version: str,
-                                                          k8s_namespace: str, read_only: bool) -> None:
-    _console_rbac(chart_crds, k8s_bin, kube_version, k8s_namespace, read_only)
+                                                          k8s_namespace: str, read_only: bool, sign_in: str) -> None:
+    docs = _console_rbac(chart_crds, k8s_bin, kube_version, k8s_namespace, read_only, sign_in)
     user = f"system:serviceaccount:{k8s_namespace}:visionops-console"
     expected = {k: set(v) for k, v in CONSOLE_READ_RIGHTS.items()}
-    if not read_only:
+    if sign_in == "token":  # the console itself reads; a person bound to the editor Role may make its changes
+        editor = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "visionops-console-editor"]
+        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "person-editor", "namespace": k8s_namespace},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                               "name": "visionops-console-editor"},
+                   "subjects": [{"kind": "User", "name": "person", "apiGroup": "rbac.authorization.k8s.io"}]}
+        chart_crds.apply(as_list([*editor, binding]))
+        allowed = {k: set(v) for k, v in CONSOLE_READ_RIGHTS.items()}
+        for resource, verbs in CONSOLE_WRITE_RIGHTS.items():
+            allowed.setdefault(resource, set()).update(verbs)
+        assert rights(chart_crds, "person", k8s_namespace) == allowed
+    if not read_only and sign_in == "none":
         for resource, verbs in CONSOLE_WRITE_RIGHTS.items():
             expected.setdefault(resource, set()).update(verbs)
     assert rights(chart_crds, user, k8s_namespace) == expected
     for resource, verbs in expected.items():
         for verb in verbs:
             assert can_i(chart_crds, user, verb, resource, k8s_namespace), f"cannot {verb} {resource}"
-    for verb, resource in CONSOLE_FORBIDDEN + (CONSOLE_READ_ONLY_FORBIDDEN if read_only else []):
+    for verb, resource in CONSOLE_FORBIDDEN + (CONSOLE_READ_ONLY_FORBIDDEN if read_only or sign_in == "token" else []):
         assert not can_i(chart_crds, user, verb, resource, k8s_namespace), f"may {verb} {resource}"
     assert not can_i(chart_crds, user, "list", "trainingruns.visionops.io", "kube-system"), "its namespace only"
     assert not can_i(chart_crds, user, "get", "nodes", None)

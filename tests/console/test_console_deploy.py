@@ -381,3 +381,83 @@ def test_a_read_only_console_shows_production_without_buttons(deployment, browse
         shown = session.get(f"{ro.url}{answer.headers['location']}", timeout=30).text
         assert "Production was not changed." in shown and "The console is read-only" in shown
     assert get_md(ns)["metadata"]["resourceVersion"] == before
+
+
+def person(kube_cluster: KubeCluster, namespace: str, name: str, verbs: list[str]) -> str:
+    """A ServiceAccount standing for a person, with ``verbs`` on ModelDeployments; a bearer token of it."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": f"person-{name}"},
+            "rules": [{"apiGroups": ["visionops.io"], "resources": ["modeldeployments"], "verbs": verbs}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": f"person-{name}"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"person-{name}"},
+               "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
+    kube_cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
+    kube_cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}), namespace)
+    return kube_cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+
+
+def sign_in(page: Any, console: ConsoleProcess, token: str) -> None:
+    page.goto(f"{console.url}/signin?next=/deploy%3Fmodel%3D{Registry.model}", wait_until="load")
+    page.fill("#token", token)
+    page.click("#signin-submit")
+    page.wait_for_load_state("load")
+
+
+def test_people_sign_in_and_change_production_as_themselves(deployment, browser, kube_cluster, mlflow_uri,
+                                                            tmp_path) -> None:
+    """--sign-in token: read-only until someone signs in with their Kubernetes token; then "Set production" is made
+    with that token, so RBAC decides (a refusal names the person) and the field manager and cause name them."""
+    page, guard = browser
+    ns, (_, v2, v3) = deployment, Registry.versions
+    v2_serving(ns)
+    before = get_md(ns)["metadata"]["resourceVersion"]
+    alice = person(kube_cluster, ns, "alice", ["get", "list", "patch"])
+    bob = person(kube_cluster, ns, "bob", ["get", "list"])
+    args = console_args(kube_cluster.kubeconfig, ns, mlflow_uri)
+    with running_console(tmp_path / "signin.log", *args, "--sign-in", "token") as console:
+        goto(page, console)
+        assert page.locator("#versions form").count() == 0, "changes offered before anyone signed in"
+        assert "sign in" in page.inner_text("#production-note") and page.locator("#signin-link").is_visible()
+        screenshot(page, "deploy-signed-out")
+        # the API refuses too, with a pointer to the sign-in
+        session = requests.Session()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', session.get(f"{console.url}/training",
+                                                                              timeout=30).text)[1]
+        refused = session.post(f"{console.url}/api/trainingruns", json={"name": "x"}, timeout=30,
+                               headers={"Origin": console.url, "X-CSRF-Token": token})
+        assert refused.status_code == 401 and refused.json()["signIn"] == "/signin"
+
+        guard.expect("/signin", 401)
+        sign_in(page, console, "not-a-token-the-cluster-knows")
+        assert "the cluster does not accept this token" in page.inner_text("#signin-problem")
+        screenshot(page, "signin-refused")
+
+        sign_in(page, console, bob)
+        who = f"system:serviceaccount:{ns}:bob"
+        assert page.inner_text("#signed-in .pill") == who and "/deploy" in page.url
+        notice = submit(page, set_button(page, v3))
+        assert notice.startswith("Production was not changed.")
+        assert f"{who} may not patch ModelDeployments in namespace {ns}" in notice and "forbidden" in notice
+        assert get_md(ns)["metadata"]["resourceVersion"] == before, "a refused change wrote something"
+        screenshot(page, "deploy-refused-for-bob")
+        page.click("#signout")
+        page.wait_for_url(lambda url: url.endswith("/data"))
+        assert page.locator("#signin-link").is_visible()
+
+        sign_in(page, console, alice)
+        who = f"system:serviceaccount:{ns}:alice"
+        notice = submit(page, set_button(page, v3))
+        assert f"Version {v3} requested." in notice, notice
+        md = get_md(ns)
+        assert md["spec"]["version"] == v3
+        assert md["metadata"]["annotations"][production.CHANGE_CAUSE] == f"console: set production by {who}"
+        from visionops_operator.deployments import change_author
+
+        assert change_author(md) == (f"{CONSOLE}:{who}", f"console: set production by {who}"), \
+            "the ModelDeployment's history (the operator's change_author) does not name the person"
+        assert f"{CONSOLE}:{who}" in page.inner_text("#production-note")
+        screenshot(page, "deploy-signed-in")
+        log = console.log.read_text()
+        assert f"signed in: {who}" in log and alice not in log and bob not in log, "a token in the console's log"
+    v2_serving(ns)  # back, for the tests after this one
+    assert v2 == get_md(ns)["spec"]["version"]

@@ -17,7 +17,7 @@ with warnings.catch_warnings():  # starlette 1.x nags about httpx in its test cl
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 from visionops_console import app as console_app
-from visionops_console import charts, core, formatting, kube, predict, security, settings, tracking
+from visionops_console import charts, core, formatting, kube, predict, security, settings, signin, tracking
 from visionops_console.datasets import DatasetVolume, scan, vision_roots
 from visionops_console.steps import deploy, training
 
@@ -33,7 +33,10 @@ def test_settings_flags_win_over_the_environment_and_bad_values_exit_2(tmp_path:
     assert parsed.datasets == str(tmp_path)
     assert settings.parse(["--max-upload-mb", "2.5"], {}).max_upload_bytes == int(2.5 * 1024 * 1024)
     assert settings.parse([], {"MLFLOW_TRACKING_URI": "http://m"}).mlflow_uri == "http://m"
-    for bad in (["--port", "70000"], ["--datasets", str(tmp_path / "missing")], ["--max-upload-mb", "0"]):
+    assert settings.parse([], {}).sign_in == "none" and settings.parse(["--sign-in", "token"], {}).sign_in == "token"
+    assert settings.parse([], {"VISIONOPS_CONSOLE_SIGN_IN": "token"}).sign_in == "token"
+    for bad in (["--port", "70000"], ["--datasets", str(tmp_path / "missing")], ["--max-upload-mb", "0"],
+                ["--sign-in", "password"]):
         with pytest.raises(SystemExit) as exc:
             settings.parse(bad, {})
         assert exc.value.code == 2
@@ -385,3 +388,25 @@ def test_set_production_without_a_cluster_changes_nothing_and_says_why(tmp_path:
         assert huge.status_code == 413
         polled = client.get("/api/modeldeployments").json()
         assert polled["ok"] is False and polled["deployments"] == [] and polled["message"]
+
+
+def test_sessions_expire_are_bounded_and_go_back_only_to_this_console() -> None:
+    class Conn:
+        closed = 0
+
+        def close(self) -> None:
+            Conn.closed += 1
+
+    sessions = signin.Sessions(ttl=60, limit=2)
+    first = sessions.open("alice", ("qe",), Conn())
+    second = sessions.open("bob", (), Conn())
+    assert sessions.get(first).user == "alice" and sessions.get("made-up") is None and sessions.get(None) is None
+    sessions.open("carol", (), Conn())  # the oldest goes
+    assert sessions.get(first) is None and sessions.get(second).user == "bob" and Conn.closed == 1
+    sessions.close(second)
+    assert sessions.get(second) is None and Conn.closed == 2
+    expired = signin.Sessions(ttl=0)
+    assert expired.get(expired.open("dave", (), Conn())) is None
+    assert signin.local_path("/deploy?model=x") == "/deploy?model=x"
+    for foreign in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "deploy"):
+        assert signin.local_path(foreign) == "/data"

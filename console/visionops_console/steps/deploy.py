@@ -170,12 +170,15 @@ async def form_production(console: Console, request: Request) -> Response:
     if console.settings.read_only:
         outcome = ("error", NOT_CHANGED, "The console is read-only (--read-only / console.readOnly): set production "
                                          "with `visionops deploy set` or kubectl.")
+    elif not console.may_write(request):
+        outcome = ("error", NOT_CHANGED, "Sign in with your Kubernetes token to set production: the change is made "
+                                         "as you, and your RBAC decides.")
     elif reason := await console.blocking(console.cluster.unavailable):
         outcome = ("error", NOT_CHANGED, f"Setting production needs a Kubernetes cluster: {reason}.")
     else:
         try:
-            message = await console.blocking(console.cluster.set_production, field["deployment"], field["action"],
-                                             field["version"], field["model"])
+            message = await console.blocking(console.acting(request).set_production, field["deployment"],
+                                             field["action"], field["version"], field["model"])
             log.info("%s", message)
             title, _, detail = message.partition(": ")  # "Version N requested: what changed, what follows"
             outcome = ("good", title + ".", detail)

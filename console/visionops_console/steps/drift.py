@@ -36,4 +36,4 @@ def drift_report(console: Console, request: Request) -> Response:
 
 
 async def api_check_now(console: Console, request: Request) -> Response:
-    return await console.write(console.cluster.check_now, request.path_params["name"])
+    return await console.write(request, "check_now", request.path_params["name"])

@@ -208,7 +208,7 @@ def api_runs(console: Console, request: Request) -> Response:
 
 
 async def api_create_run(console: Console, request: Request) -> Response:
-    refused = await console.refuse_write()
+    refused = await console.refuse_write(request)
     if refused is not None:
         return refused
     try:
@@ -219,7 +219,7 @@ async def api_create_run(console: Console, request: Request) -> Response:
         return JSONResponse({"ok": False, "message": "send the form as a JSON object"}, status_code=400)
     body = kube.training_run_body(form, pvc=console.settings.dataset_pvc)
     try:
-        created = await console.blocking(console.cluster.create_training_run, body)
+        created = await console.blocking(console.acting(request).create_training_run, body)
     except Rejection as exc:
         return rejected(exc)
     except ClusterUnavailable as exc:
@@ -247,8 +247,8 @@ async def api_stop(console: Console, request: Request) -> Response:
         what = "job"
     if what not in ("job", "run"):
         return JSONResponse({"ok": False, "message": "what must be 'job' or 'run'"}, status_code=400)
-    return await console.write(console.cluster.stop_training, request.path_params["name"], what == "run")
+    return await console.write(request, "stop_training", request.path_params["name"], what == "run")
 
 
 async def api_promote(console: Console, request: Request) -> Response:
-    return await console.write(console.cluster.request_promotion, request.path_params["name"])
+    return await console.write(request, "request_promotion", request.path_params["name"])
