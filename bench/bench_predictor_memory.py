@@ -9,7 +9,9 @@ server's RSS high-water mark is read from ``/proc/<pid>/status`` (reset before e
 - worst: the most memory-hungry request the limits accept (as many images of ``max_image_pixels`` as
   ``max_request_pixels`` allows, EXIF-rotated RGBA PNGs, the body padded to ``max_body_bytes``);
 - over: the issue's attack, 16 PNGs of ``max_image_pixels`` (refused with 413 from the headers);
-- worst x4: four worst requests at once (``max_parallel_images`` images decoded together).
+- worst x4, x8, x16: that many worst requests at once. The bodies in flight are capped by
+  ``max_inflight_body_bytes`` (predictor/admission.py; here set as a 2 GiB pod's limit would derive it): the ones
+  past it get 503 + Retry-After before their body is read, so the peak stays flat as the clients multiply.
 
 Reports status, seconds, peak RSS and its excess over the idle server, the bound the code documents
 (``request_memory_bound``) and the RSS after each request. Linux only (``/proc``).
@@ -23,11 +25,13 @@ import argparse
 import base64
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -40,11 +44,13 @@ from bench_predictor import Server, load_images  # noqa: E402
 from fixtures.models import train_tiny_model_dir  # noqa: E402
 from test_predictor_memory import MB, ProcessMemory, over_limit_request, worst_request  # noqa: E402
 
-from predictor.cli import LIMIT_FLAGS, build_parser  # noqa: E402
-from predictor.model import request_memory_bound  # noqa: E402
+from predictor.admission import inflight_budget, request_memory_bound  # noqa: E402
+from predictor.cli import LIMIT_FLAGS, build_parser, limit_env  # noqa: E402
 from predictor.settings import ServingSettings  # noqa: E402
 from visionops.data.prepare import prepare  # noqa: E402
 from visionops.data.synth import generate  # noqa: E402
+
+POD_MEMORY_LIMIT = 2 << 30  # the chart's predictor.resources.limits.memory
 
 
 def camera_image() -> bytes:
@@ -74,10 +80,14 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     defaults = ServingSettings.from_config()
     flags = build_parser(defaults).parse_args([])  # the server's limits: configs/serving.yaml and VISIONOPS_*
     settings = ServingSettings.from_config({"imgsz": 64, **{name: getattr(flags, name) for name in LIMIT_FLAGS}})
+    if not settings.max_inflight_body_bytes:  # what the chart's predictor (a 2 GiB memory limit) derives
+        settings = replace(settings, max_inflight_body_bytes=inflight_budget(settings, POD_MEMORY_LIMIT))
+        os.environ[limit_env("max_inflight_body_bytes")] = str(settings.max_inflight_body_bytes)  # the server's
     b64 = [base64.b64encode(raw).decode() for raw in (load_images(vision, 1)[0], camera_image())]
     worst, over = worst_request(settings), over_limit_request(settings)
     requests_by_name = {"ordinary": [{"instances": [b64[0]]}], "camera 5 Mpx": [{"instances": [b64[1]]}],
-                        "worst": [worst], "over (16 images)": [over], "worst x4 at once": [worst] * 4}
+                        "worst": [worst], "over (16 images)": [over], "worst x4 at once": [worst] * 4,
+                        "worst x8 at once": [worst] * 8, "worst x16 at once": [worst] * 16}
 
     server = Server(args.model_dir, settings, work / "server.log")
     memory = ProcessMemory(server.proc.pid)
@@ -98,7 +108,8 @@ def bench(args: argparse.Namespace, work: Path) -> int:
 
     bound = request_memory_bound(settings)
     print(f"\nlimits: max_image_pixels {settings.max_image_pixels}, max_request_pixels {settings.max_request_pixels}, "
-          f"max_body_bytes {settings.max_body_bytes}, max_parallel_images {settings.max_parallel_images}")
+          f"max_body_bytes {settings.max_body_bytes}, max_parallel_images {settings.max_parallel_images}, "
+          f"max_inflight_body_bytes {settings.max_inflight_body_bytes}")
     print(f"idle server RSS {baseline / MB:.0f} MiB; documented bound per request above it "
           f"(request_memory_bound) {bound / MB:.0f} MiB\n")
     print(f"{'request':<18} {'status':>7} {'s':>6} {'body MiB':>9} {'peak MiB':>9} {'peak-idle':>10} {'after MiB':>10}")

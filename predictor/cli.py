@@ -48,6 +48,8 @@ LIMIT_FLAGS: dict[str, tuple[type, str]] = {
     "max_parallel_images": (int, "images decoded and run at once over all requests (bounds the memory of "
                                  "concurrent decoding)"),
     "max_body_bytes": (int, "largest request body (413 above, before it is read)"),
+    "max_inflight_body_bytes": (int, "request bodies in flight at once over all connections (503 + Retry-After "
+                                     "above, before the body is read); 0: from the container's memory limit"),
     "max_header_bytes": (int, "longest request line and headers together (431 above)"),
     "max_header_count": (int, "most header fields in a request (431 above)"),
     "read_timeout_seconds": (float, "seconds to receive a whole request from its first byte (408 after)"),
@@ -165,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PREDICTOR_LINE_PREFIX}{exc}", file=sys.stderr)
         return 2
 
+    from predictor.admission import inflight_budget, memory_limit, request_memory_bound
     from predictor.internals import check as check_internals
-    from predictor.model import DefectDetector, request_memory_bound
+    from predictor.model import DefectDetector
     from predictor.server import PredictorServer
 
     problem = check_internals()  # a dependency bump must not turn a limit off silently
@@ -193,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     bound = request_memory_bound(settings) >> 20
+    limit = memory_limit()
+    budget = inflight_budget(settings, limit)
     print(f"{PREDICTOR_LINE_PREFIX}one request adds at most about {bound} MiB to the idle server (its body and one "
-          f"image at the limits; images decoded at once: {settings.max_parallel_images})", flush=True)
+          f"image at the limits; images decoded at once: {settings.max_parallel_images}); request bodies in flight "
+          f"at once: at most {budget >> 20} MiB (" + ("max_inflight_body_bytes" if settings.max_inflight_body_bytes
+          else f"from the memory limit of {limit >> 20} MiB" if limit else "no memory limit: 4 bodies") + "), more "
+          "wait for a 503 with Retry-After", flush=True)
     print("\n".join(endpoint_lines(settings.model_name, args.http_port)), flush=True)
     try:
         server = PredictorServer(
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             max_threads=args.max_threads, max_asyncio_workers=args.max_asyncio_workers, enable_grpc=args.enable_grpc,
             enable_docs_url=args.enable_docs_url, enable_latency_logging=args.enable_latency_logging,
             access_log_format=args.access_log_format, event_loop=args.event_loop, ssl_certfile=args.ssl_certfile,
-            ssl_keyfile=args.ssl_keyfile,
+            ssl_keyfile=args.ssl_keyfile, inflight_bytes=budget,
         )
     except ValueError as exc:
         print(f"{PREDICTOR_LINE_PREFIX}{exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 # which uvicorn sets in __init__ or connection_made.
 PROTOCOL_METHODS = ("connection_made", "connection_lost", "data_received", "on_message_begin", "on_url",
                     "on_header", "on_headers_complete", "on_body", "on_message_complete", "send_400_response",
-                    "timeout_keep_alive_handler")
+                    "timeout_keep_alive_handler", "on_response_complete")
 PROTOCOL_STATE = ("loop", "transport", "flow", "server_state", "client", "cycle", "pipeline", "timeout_keep_alive",
                   "timeout_keep_alive_task")
 # What it reads or sets on the request's RequestResponseCycle.

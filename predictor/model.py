@@ -65,20 +65,11 @@ from predictor.payload import (
 from predictor.runtimes import OPENVINO, Session
 from predictor.settings import ServingSettings
 
-BODY_COPIES = 4  # a body is held about this many times while it is read and parsed (bytes, joined, JSON strings)
 V2_INPUT = {"name": "image", "datatype": "BYTES", "shape": [-1]}
 V2_OUTPUT = {"name": "detections", "datatype": "BYTES", "shape": [-1]}
 DEVICES = ("cpu",)  # the runtimes' CPU devices only
 
 log = logging.getLogger(__name__)
-
-
-def request_memory_bound(settings: ServingSettings) -> int:
-    """Most memory one request can add to the idle server: its body (``max_body_bytes``, held about
-    :data:`BODY_COPIES` times) and one image of ``max_image_pixels`` being decoded
-    (:data:`~predictor.images.PEAK_BYTES_PER_PIXEL` each). Concurrent requests add their bodies, and up to
-    ``max_parallel_images`` images."""
-    return BODY_COPIES * settings.max_body_bytes + images.PEAK_BYTES_PER_PIXEL * settings.max_image_pixels
 
 
 def waiting_message(source: RegistryRef | str, error: Exception, poll_seconds: float) -> str:

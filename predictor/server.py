@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor import metrics
+from predictor.admission import InflightBudget, inflight_budget, memory_limit
 from predictor.payload import PayloadError, bounded, schema_summary
 from predictor.settings import ServingSettings
 from predictor.transport import LimitedProtocol
@@ -228,12 +229,14 @@ class PredictorServer(kserve.ModelServer):
     """``kserve.ModelServer`` with the transport limits and request guards of ``settings`` (one worker: the
     limits live in this process's uvicorn; scale with replicas)."""
 
-    def __init__(self, settings: ServingSettings, **kwargs: Any):
+    def __init__(self, settings: ServingSettings, inflight_bytes: int | None = None, **kwargs: Any):
         if kwargs.get("workers", 1) != 1:
             raise ValueError(f"--workers must be 1 (got {kwargs['workers']}): the transport limits are enforced in "
                              "this process's HTTP server; scale with replicas")
         super().__init__(timeout_keep_alive=settings.idle_timeout_seconds, **kwargs)
         self.settings = settings
+        # request bodies in flight over every connection (predictor.admission); the CLI derives it from the memory
+        self.budget = InflightBudget(inflight_bytes or inflight_budget(settings, memory_limit()))
         self.dataplane = ClientErrorDataPlane(model_registry=self.registered_models)
         install(kserve.model_server.app)
         return_large_frees_to_os()
@@ -249,5 +252,5 @@ class PredictorServer(kserve.ModelServer):
     async def _serve(self) -> None:
         # start() has built the REST server's uvicorn.Config; uvicorn reads `http` when it begins serving,
         # which happens inside super()._serve()
-        self._rest_server.config.http = functools.partial(LimitedProtocol, limits=self.settings)
+        self._rest_server.config.http = functools.partial(LimitedProtocol, limits=self.settings, budget=self.budget)
         await super()._serve()

@@ -12,6 +12,7 @@ from visionops import config
 _INT_MINIMUMS = {
     "imgsz": 32, "max_image_bytes": 1, "max_images_per_request": 1, "max_image_pixels": 1, "max_request_pixels": 1,
     "max_parallel_images": 1, "max_body_bytes": 1, "max_header_bytes": 256, "max_header_count": 1,
+    "max_inflight_body_bytes": 0,
 }
 _POSITIVE_SECONDS = ("read_timeout_seconds", "idle_timeout_seconds")
 
@@ -35,6 +36,7 @@ class ServingSettings:
     max_request_pixels: int
     max_parallel_images: int
     max_body_bytes: int
+    max_inflight_body_bytes: int
     max_header_bytes: int
     max_header_count: int
     read_timeout_seconds: float
@@ -56,6 +58,9 @@ class ServingSettings:
         if self.max_image_pixels > self.max_request_pixels:
             raise ValueError(f"max_image_pixels ({self.max_image_pixels}) must not exceed max_request_pixels "
                              f"({self.max_request_pixels}): one image alone would be refused")
+        if 0 < self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be 0 (from the memory "
+                             f"limit) or at least max_body_bytes ({self.max_body_bytes})")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if not _is_number(self.model_poll_seconds) or self.model_poll_seconds < 0:

@@ -9,6 +9,9 @@ setting                   refused when                                          
 ========================  =====================================================================  ======
 ``max_body_bytes``        the Content-Length is above it (before the body is read), or a         413
                           chunked body grows past it
+``max_inflight_body_bytes``  the bodies of the requests in flight, this one's included, would     503
+                          be more (before the body is read; one request is always admitted;
+                          ``Retry-After``); :mod:`predictor.admission`
 ``max_header_bytes``      request line and headers together are longer                           431
 ``max_header_count``      more header fields                                                     431
 ``read_timeout_seconds``  a request is not received whole this long after its first byte         408
@@ -29,12 +32,14 @@ import asyncio
 import http
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from predictor import metrics
+from predictor.admission import RETRY_AFTER_SECONDS, InflightBudget
 from predictor.settings import ServingSettings
 
 LINGER_SECONDS = 2.0
@@ -44,10 +49,13 @@ log = logging.getLogger("kserve.visionops.transport")
 
 
 def refusal_response(status: int, message: str, default_headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
-    """The raw HTTP/1.1 answer of a refusal: a JSON ``{"error": message}`` body and ``Connection: close``."""
+    """The raw HTTP/1.1 answer of a refusal: a JSON ``{"error": message}`` body and ``Connection: close`` (and
+    ``Retry-After`` on a 503: busy, not broken)."""
     body = json.dumps({"error": message}).encode()
     lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}".encode()]
     lines += [name + b": " + value for name, value in default_headers]
+    if status == 503:
+        lines.append(b"retry-after: " + str(RETRY_AFTER_SECONDS).encode())
     lines += [b"content-type: application/json", b"content-length: " + str(len(body)).encode(), b"connection: close"]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -55,9 +63,11 @@ def refusal_response(status: int, message: str, default_headers: Sequence[tuple[
 class LimitedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of the module docstring (one instance per connection)."""
 
-    def __init__(self, *args: Any, limits: ServingSettings, **kwargs: Any):
+    def __init__(self, *args: Any, limits: ServingSettings, budget: InflightBudget | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.budget = budget or InflightBudget(limits.max_inflight_body_bytes or limits.max_body_bytes)
+        self._admitted: deque[int] = deque()  # body bytes taken from the budget, per request not yet answered
         self._refused = False
         self._in_head = False  # between a request's first byte and the end of its headers
         self._head_bytes = 0  # request line + headers of the request being received, as parsed
@@ -76,6 +86,8 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
+        while self._admitted:
+            self.budget.give_back(self._admitted.popleft())
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -129,12 +141,25 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._refused:
             return
-        length = next((value for name, value in self.headers if name == b"content-length"), b"0")
-        if int(length) > self.limits.max_body_bytes:  # the parser has checked it is a number
+        length = next((value for name, value in self.headers if name == b"content-length"), None)
+        if length is not None and int(length) > self.limits.max_body_bytes:  # the parser has checked the number
             self._refuse_body_size(f"the request body is {int(length)} bytes")
             return
+        chunked = any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in self.headers)
+        size = self.limits.max_body_bytes if chunked else int(length or 0)  # a chunked body may grow to the limit
+        if not self.budget.take(size):
+            self._refuse(503, "busy", f"the server holds {self.budget.held} bytes of request bodies in flight; with "
+                                      f"this one's {size} that is more than {self.budget.capacity} "
+                                      f"(max_inflight_body_bytes): retry in {RETRY_AFTER_SECONDS} s")
+            return
+        self._admitted.append(size)
         self._in_head = False
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        if self._admitted:  # the oldest request of the connection has its answer: its body may go
+            self.budget.give_back(self._admitted.popleft())
+        super().on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         if self._refused:

@@ -421,3 +421,44 @@ def test_after_the_hostile_requests_the_server_answers_and_memory_is_back(hostil
     for case in CASES:  # one line each (uvicorn logs its own 400s; a WebSocket refusal is no error)
         if case.reason and case.reason not in ("bad_http", "websocket_refused"):
             assert f": {case.status} {case.reason}" in log, case.id
+
+
+def _head(length: int, chunked_body: bool = False) -> bytes:
+    framing = "Transfer-Encoding: chunked" if chunked_body else f"Content-Length: {length}"
+    return (f"POST {V1} HTTP/1.1\r\nHost: predictor\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def test_bodies_in_flight_are_bounded_the_next_waits_for_a_503_with_retry_after(
+        model_dir: Path, tmp_path: Path) -> None:
+    """max_inflight_body_bytes (predictor/admission.py): what requests hold together is capped; the request that
+    would go past it is answered 503 + Retry-After before its body is read, counted, and the server stays whole.
+    One request is always admitted; a body that is answered gives its bytes back."""
+    budget = 3 * MB
+    server = _start(["--model-dir", str(model_dir), "--imgsz", "64", "--max-body-bytes", str(2 * MB),
+                     "--max-inflight-body-bytes", str(budget)], tmp_path / "server.log")
+    try:
+        assert "request bodies in flight at once: at most 3 MiB (max_inflight_body_bytes)" in server.log.read_text()
+        holding = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+        holding.sendall(_head(2 * MB))  # announced, not sent: 2 MiB of the 3 taken
+        time.sleep(0.5)
+        for head in (_head(2 * MB), _head(0, chunked_body=True)):  # a chunked body may grow to max_body_bytes
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(head)
+                answer = b""
+                while not _complete(answer) and (chunk := sock.recv(65536)):
+                    answer += chunk
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert status_line == b"HTTP/1.1 503 Service Unavailable", answer[:300]
+            assert re.search(rb"(?im)^retry-after: 1\r?$", rest), answer[:300]
+            assert b"max_inflight_body_bytes" in answer and b"retry in 1 s" in answer
+        assert server.v1({"instances": [GOOD]}).status_code == 200, "a small request fits beside the held one"
+        assert _count(server.metrics(), 503, "busy") == 2
+        holding.close()  # the held request goes: its bytes come back
+        deadline = time.monotonic() + 10
+        while (status := raw(_head(2 * MB) + b"x" * (2 * MB))(server)[0]) == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 400, status  # admitted now, then refused for what it is (not JSON)
+        assert server.v1({"instances": [GOOD]}).status_code == 200
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()

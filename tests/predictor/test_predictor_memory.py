@@ -18,7 +18,7 @@ from PIL import Image
 from test_predictor_onnx import export_onnx_model_dir
 from test_predictor_server import Predictor, _start
 
-from predictor.model import request_memory_bound
+from predictor.admission import request_memory_bound
 from predictor.settings import ServingSettings
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from PIL import Image
 
-from predictor import images
+from predictor import admission, images
 from predictor.artifacts import ModelArtifactError, RegistryRef, parse_models_uri, validate_model_dir
 from predictor.cli import KSERVE_MOUNT, build_parser, endpoint_lines, resolve_source
 from predictor.detections import image_prediction
@@ -363,3 +363,33 @@ def test_resize_bilinear_keeps_sizes_and_flat_colors():
         assert (out == flat[0, 0]).all()
     ramp = np.repeat(np.arange(0, 256, 64, dtype=np.uint8)[None, :, None], 3, axis=2)  # 0 64 128 192
     assert resize_bilinear(ramp, (2, 1))[0, :, 0].tolist() == [32, 160]  # the mean of each pair
+
+
+def test_the_bodies_in_flight_fit_the_memory_limit_and_one_request_always_fits(tmp_path: Path) -> None:
+    settings = ServingSettings.from_config()
+    assert settings.max_inflight_body_bytes == 0  # the default: from the container's memory limit
+    two_gib = 2 << 30
+    budget = admission.inflight_budget(settings, two_gib)
+    decoding = settings.max_parallel_images * images.PEAK_BYTES_PER_PIXEL * settings.max_image_pixels
+    assert admission.IDLE_ALLOWANCE + decoding + admission.BODY_COPIES * budget <= two_gib
+    assert admission.inflight_budget(settings, 256 << 20) == settings.max_body_bytes  # a small pod: one at a time
+    assert admission.inflight_budget(settings, None) == admission.UNLIMITED_BODIES * settings.max_body_bytes
+    fixed = ServingSettings.from_config({"max_inflight_body_bytes": 3 * settings.max_body_bytes})
+    assert admission.inflight_budget(fixed, two_gib) == 3 * settings.max_body_bytes
+    with pytest.raises(ValueError, match=r"max_inflight_body_bytes .* must be 0 .* or at least max_body_bytes"):
+        ServingSettings.from_config({"max_inflight_body_bytes": 1})
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    assert admission.memory_limit(v2, v1) is None  # neither file: not in a container
+    v2.write_text("max\n")
+    assert admission.memory_limit(v2, v1) is None
+    v2.write_text("2147483648\n")
+    assert admission.memory_limit(v2, v1) == two_gib
+    v2.unlink()
+    v1.write_text("9223372036854771712\n")  # cgroup v1's "no limit"
+    assert admission.memory_limit(v2, v1) is None
+
+    gate = admission.InflightBudget(10)
+    assert gate.take(25) and not gate.take(1), "one request is always admitted, then nothing past the capacity"
+    gate.give_back(25)
+    assert gate.take(6) and gate.take(4) and not gate.take(1) and gate.held == 10
