@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
+from typing import Any
 
 import kopf
 
 from . import settings
+
+
+def peering(config: settings.OperatorSettings) -> dict[str, Any]:
+    """kopf's peering arguments: standalone for one replica; else the shared peering object and a random priority,
+    so that exactly one replica (the highest) acts and the others take over when it goes (kopf pauses replicas of
+    equal priority, hence random over 2**31)."""
+    if not config.peering:
+        return {"standalone": True}
+    return {"peering_name": config.peering, "priority": secrets.randbelow(2**31 - 1) + 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(verbose=config.verbose)
     from . import handlers  # noqa: F401  (importing registers the handlers)
 
-    kopf.run(standalone=True, clusterwide=config.all_namespaces, namespaces=config.namespaces,
+    kopf.run(**peering(config), clusterwide=config.all_namespaces, namespaces=config.namespaces,
              liveness_endpoint=config.liveness, memo=kopf.Memo(settings=config))
     return 0
 

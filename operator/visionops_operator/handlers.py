@@ -29,6 +29,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.execution.max_workers = 32  # handlers mostly wait on the API server and MLflow
     config = memo.get("settings") or operator_settings.parse([], os.environ)  # `kopf run -m ...`: env only
     memo.settings = config
+    settings.peering.lifetime = max(1, round(config.peering_lifetime))  # read by each keep-alive of the replicas
     memo.progress = progress.ProgressTracker()
     metrics.serve(config.metrics_port)
     await asyncio.to_thread(kube.warm_up)  # before the first event, not during it

@@ -45,6 +45,13 @@ class OperatorSettings:
     metrics_port: int = 8081
     """Port of the operator's Prometheus /metrics (0 disables it)."""
     liveness: str = "http://0.0.0.0:8080/healthz"
+    peering: str = ""
+    """Name of the kopf peering object the replicas share (KopfPeering per watched namespace, ClusterKopfPeering
+    with --all-namespaces): the replica with the highest (random) priority acts, the others wait. Empty: one
+    replica, no peering."""
+    peering_lifetime: float = 10.0
+    """Seconds a replica's peering record lives without a renewal: how long the others wait for one that died
+    without saying goodbye (one that stops says so and is replaced at once)."""
     verbose: bool = False
 
     def public(self) -> dict[str, Any]:
@@ -102,6 +109,10 @@ _OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any], str], ...] = (
      "ask predictor pods which version they serve (true/false)"),
     ("--metrics-port", "metrics_port", "VISIONOPS_METRICS_PORT", _port, "port of /metrics (0: off)"),
     ("--liveness", "liveness", "VISIONOPS_LIVENESS", str, "kopf's liveness endpoint"),
+    ("--peering", "peering", "VISIONOPS_PEERING", str,
+     "kopf peering object shared by the replicas: one acts, the others wait (empty: one replica)"),
+    ("--peering-lifetime", "peering_lifetime", "VISIONOPS_PEERING_LIFETIME", _positive,
+     "seconds a replica that died silently still counts (how long the others wait for it)"),
 )
 
 

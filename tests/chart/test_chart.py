@@ -42,6 +42,7 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PersistentVolume", "Name
 EXTRA_SETS = [
     "operator.image.digest=sha256:" + "a" * 64,
     "operator.verbose=true",
+    "operator.replicas=2",
     "predictor.autoscaling.enabled=true",
     "predictor.name=defects",
     "predictor.extraArgs={--confidence,0.3}",
@@ -668,6 +669,15 @@ def test_non_default_rendering(k8s_bin: Path, kube_version: str) -> None:
     docs = render(k8s_bin, kube_version, sets=EXTRA_SETS)
     operator = find(docs, "Deployment", "visionops-operator")["spec"]["template"]["spec"]["containers"][0]
     assert operator["image"] == "visionops-operator@sha256:" + "a" * 64
+    # two replicas share kopf's peering object (tests/operator/test_peering.py shows the fail-over)
+    deployment = find(docs, "Deployment", "visionops-operator")["spec"]
+    assert deployment["replicas"] == 2 and "strategy" not in deployment
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in operator["env"]
+    assert find(docs, "ConfigMap", "visionops-operator")["data"]["VISIONOPS_PEERING"] == "visionops-operator"
+    assert find(docs, "KopfPeering", "visionops-operator")["metadata"]["namespace"] == "visionops"
+    role = find(docs, "Role", "visionops-operator")
+    assert {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]} \
+        in role["rules"]
     mlflow_pod = find(docs, "Deployment", "visionops-mlflow")["spec"]["template"]["spec"]
     assert mlflow_pod["containers"][0]["image"] == "ghcr.io/mlflow/mlflow:v3.17.2"
     isvc = find(docs, "InferenceService", "defects")
