@@ -26,7 +26,7 @@ from visionops_console.datasets import DatasetVolume
 from visionops_console.kube import Cluster
 from visionops_console.security import SecurityMiddleware
 from visionops_console.settings import ConsoleSettings
-from visionops_console.steps import analysis, data, deploy, drift, evaluation, training
+from visionops_console.steps import analysis, data, deploy, drift, evaluation, production, training
 from visionops_console.tracking import Tracking
 
 
@@ -67,6 +67,7 @@ def create_app(settings: ConsoleSettings, cluster: Cluster | None = None, mlflow
         Route("/evaluation", on(evaluation.page_evaluation)),
         Route("/analysis", on(analysis.page_analysis)),
         Route("/deploy", on(deploy.page_deploy)),
+        Route("/production", on(production.page_production)),
         Route("/drift", on(drift.page_drift)),
         Route("/drift/{name}/report", on(drift.drift_report)),
         Route("/img/sample", on(data.img_sample)),

@@ -80,3 +80,68 @@ def ap50_bands(rows: Sequence[dict]) -> BarChart:
     """AP50 per class, worst first, each bar in its band's colour, guides at the band limits."""
     data = [(str(r["class"]), float(r["ap50"]), BAND_COLOURS[str(r["band"])]) for r in rows]
     return bar_chart(data, scale_max=1.0, percent=True, guides=[FAIR_AP50, GOOD_AP50, 1.0])
+
+
+# -- time series (the Production page: what Prometheus recorded, the rollouts marked) ---------------------------
+
+PALETTE = ("#2563eb", "#e8590c", "#2e9d44", "#9c36b5", "#0891b2", "#d6336c", "#5c7cfa", "#a16207")
+TIME_W, TIME_H, TIME_L, TIME_R, TIME_T, TIME_B = 720, 230, 54, 16, 14, 30
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    colour: str
+    path: str  # the SVG path ("M x,y L x,y ...")
+    last: str  # the newest value, as text
+
+
+@dataclass(frozen=True)
+class TimeChart:
+    lines: list[Line]
+    y_ticks: list[tuple[float, str]]  # (y, label)
+    x_ticks: list[tuple[float, str]]  # (x, label)
+    markers: list[tuple[float, str]]  # (x, label): the rollouts
+    width: int = TIME_W
+    height: int = TIME_H
+    left: int = TIME_L
+    right: int = TIME_W - TIME_R
+    top: int = TIME_T
+    bottom: int = TIME_H - TIME_B
+
+
+def amount(value: float) -> str:
+    """A value as a person reads it: 1,234 / 12.3 / 0.0123."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def time_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], start: float, end: float, *,
+               markers: Sequence[tuple[float, str]] = (), unit: str = "", clock: str = "%H:%M") -> TimeChart:
+    """Lines of ``(label, [(unix time, value)])`` over ``[start, end]``, y from 0 to a round top, the
+    ``markers`` (unix time, label) inside the window as vertical lines; the busiest line first."""
+    import time as _time
+
+    span = max(end - start, 1.0)
+    peak = max((v for _, points in series for _, v in points if math.isfinite(v)), default=0.0)
+    top = nice_max(peak)
+
+    def x(t: float) -> float:
+        return round(TIME_L + (t - start) / span * (TIME_W - TIME_L - TIME_R), 1)
+
+    def y(v: float) -> float:
+        return round(TIME_T + (1 - min(max(v, 0.0), top) / top) * (TIME_H - TIME_T - TIME_B), 1)
+
+    ordered = sorted(series, key=lambda s: -sum(v for _, v in s[1] if math.isfinite(v)))
+    lines = []
+    for i, (label, points) in enumerate(ordered):
+        kept = [(t, v) for t, v in points if math.isfinite(v) and start <= t <= end]
+        if not kept:
+            continue
+        path = " ".join(f"{'L' if j else 'M'}{x(t)},{y(v)}" for j, (t, v) in enumerate(kept))
+        lines.append(Line(label, PALETTE[i % len(PALETTE)], path, amount(kept[-1][1]) + unit))
+    y_ticks = [(y(top * k / 4), amount(top * k / 4) + unit) for k in range(5)]
+    x_ticks = [(x(start + span * k / 6), _time.strftime(clock, _time.gmtime(start + span * k / 6))) for k in range(7)]
+    return TimeChart(lines=lines, y_ticks=y_ticks, x_ticks=x_ticks,
+                     markers=[(x(t), label) for t, label in markers if start <= t <= end])

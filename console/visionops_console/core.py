@@ -27,6 +27,7 @@ from visionops.data.errors import DataError
 from visionops_console.datasets import DatasetIndex, DatasetVolume
 from visionops_console.formatting import FILTERS
 from visionops_console.kube import Cluster, ClusterUnavailable, Rejection
+from visionops_console.monitoring import Prometheus
 from visionops_console.settings import ConsoleSettings
 from visionops_console.signin import Session, Sessions, session_key
 from visionops_console.tracking import Tracking, TrackingUnavailable
@@ -43,6 +44,7 @@ STEPS = (
     ("evaluation", "4", "Evaluation", "/evaluation", "MLflow"),
     ("analysis", "5", "Analysis", "/analysis", "MLflow"),
     ("deploy", "6", "Deploy", "/deploy", "MLflow"),
+    ("production", "", "Production", "/production", "Prometheus"),
     ("drift", "", "Drift", "/drift", "cluster"),
 )
 CPU_NOTE = "training and rollout need a Kubernetes cluster"
@@ -86,6 +88,7 @@ class Console:
         self.cluster = cluster or Cluster(settings.kubeconfig, settings.namespace, settings.request_timeout)
         self.mlflow = mlflow or Tracking(settings.mlflow_uri, timeout=settings.request_timeout)
         self.volume = volume or DatasetVolume(settings.datasets or None)
+        self.prometheus = Prometheus(settings.prometheus_url, timeout=settings.request_timeout)
         # a step's template sits beside its handlers (steps/); the frame and the macros in templates/
         loader = ChoiceLoader([FileSystemLoader(HERE / "templates"), FileSystemLoader(HERE / "steps")])
         self.env = Environment(loader=loader, autoescape=select_autoescape(
@@ -99,6 +102,7 @@ class Console:
 
     def close(self) -> None:
         self.mlflow.close()
+        self.prometheus.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # rendering and guarding ----------------------------------------------------------------------------------

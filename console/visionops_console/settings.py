@@ -51,6 +51,9 @@ class ConsoleSettings:
     """Where people open MLflow's own UI (links only; empty: no links)."""
     grafana_url: str = ""
     """Where people open Grafana (a link on the deploy page; empty: none)."""
+    prometheus_url: str = ""
+    """Prometheus the Production page reads (detections per class, images, latency, errors, alerts; empty: the page
+    says how to connect one)."""
     request_timeout: float = 10.0
     """Seconds a Kubernetes or predictor call may take before the page says it did not answer."""
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
@@ -133,6 +136,8 @@ _OPTIONS: tuple[tuple[str, str, tuple[str, ...], Callable[[str], Any], str], ...
     ("--mlflow-ui-url", "mlflow_ui_url", ("VISIONOPS_CONSOLE_MLFLOW_UI_URL",), str,
      "MLflow UI address people can open (links only)"),
     ("--grafana-url", "grafana_url", ("VISIONOPS_CONSOLE_GRAFANA_URL",), str, "Grafana address (a link)"),
+    ("--prometheus-url", "prometheus_url", ("VISIONOPS_CONSOLE_PROMETHEUS_URL",), str,
+     "Prometheus that scrapes the predictor, for the Production page (empty: the page says how to connect one)"),
     ("--request-timeout", "request_timeout", ("VISIONOPS_CONSOLE_REQUEST_TIMEOUT",), _positive,
      "seconds a Kubernetes or predictor call may take"),
     ("--allowed-hosts", "allowed_hosts", ("VISIONOPS_CONSOLE_ALLOWED_HOSTS",), _hosts,

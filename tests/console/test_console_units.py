@@ -410,3 +410,24 @@ def test_sessions_expire_are_bounded_and_go_back_only_to_this_console() -> None:
     assert signin.local_path("/deploy?model=x") == "/deploy?model=x"
     for foreign in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "deploy"):
         assert signin.local_path(foreign) == "/data"
+
+
+def test_time_chart_draws_the_window_marks_rollouts_and_reads_as_a_person_does() -> None:
+    from visionops_console.steps.production import rollout_markers
+
+    start, end = 1_800_000_000.0, 1_800_003_600.0
+    chart = charts.time_chart([("scratch", [(start, 10.0), (start + 1800, 40.0), (end + 60, 99.0)]),
+                               ("dent", [(start + 600, 1234.5)]), ("empty", [])],
+                              start, end, markers=[(start + 900, "v3"), (start - 10, "v2")], unit="")
+    assert [line.label for line in chart.lines] == ["dent", "scratch"], "the busiest first; the empty left out"
+    scratch = chart.lines[1]
+    assert scratch.path.startswith(f"M{chart.left:.1f},") and scratch.path.count("L") == 1, "outside: left out"
+    assert scratch.last == "40.0" and chart.lines[0].last == "1,234"
+    assert [label for _, label in chart.markers] == ["v3"] and chart.left < chart.markers[0][0] < chart.right
+    assert chart.y_ticks[-1][1] == "2,000" and chart.x_ticks[0][1] == "08:00"
+    history = [{"status": {"history": [{"time": "2027-01-15T08:15:00Z", "version": "3"}, {"time": "", "version": "4"},
+                                       {"time": "2027-01-15T08:05:00Z", "version": "2"}]}}, {"status": {}}]
+    assert [label for _, label in rollout_markers(history)] == ["v2", "v3"]
+    from visionops_console.monitoring import rate_window
+
+    assert rate_window(7.5) == "60s" and rate_window(720) == "1440s"
