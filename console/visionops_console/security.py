@@ -89,8 +89,8 @@ def check_request(method: str, headers: dict[str, str], cookie_token: str | None
     return None
 
 
-def _cookie_token(headers: dict[str, str]) -> str | None:
-    raw = headers.get("cookie")
+def cookie(raw: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, or None (no header, no such cookie, unparsable)."""
     if not raw:
         return None
     jar: SimpleCookie = SimpleCookie()
@@ -98,8 +98,13 @@ def _cookie_token(headers: dict[str, str]) -> str | None:
         jar.load(raw)
     except Exception:
         return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel and len(morsel.value) >= 16 else None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
+
+
+def _cookie_token(headers: dict[str, str]) -> str | None:
+    token = cookie(headers.get("cookie"), COOKIE)
+    return token if token and len(token) >= 16 else None
 
 
 async def _buffered(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:

@@ -15,11 +15,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 
 from starlette.requests import Request
 
 from visionops_console.kube import Cluster
+from visionops_console.security import cookie
 
 COOKIE = "visionops_session"
 TTL_SECONDS = 8 * 3600  # a working shift; then sign in again
@@ -74,16 +74,7 @@ class Sessions:
 
 
 def session_key(request: Request) -> str | None:
-    raw = request.headers.get("cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel else None
+    return cookie(request.headers.get("cookie"), COOKIE)
 
 
 def session_cookie(request: Request, key: str, max_age: int) -> str:
