@@ -94,6 +94,7 @@ class Line:
     colour: str
     path: str  # the SVG path ("M x,y L x,y ...")
     last: str  # the newest value, as text
+    dot: tuple[float, float]  # where the newest value is drawn (a line of one point is a dot)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def time_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], star
         if not kept:
             continue
         path = " ".join(f"{'L' if j else 'M'}{x(t)},{y(v)}" for j, (t, v) in enumerate(kept))
-        lines.append(Line(label, PALETTE[i % len(PALETTE)], path, amount(kept[-1][1]) + unit))
+        lines.append(Line(label, PALETTE[i % len(PALETTE)], path, amount(kept[-1][1]) + unit,
+                          (x(kept[-1][0]), y(kept[-1][1]))))
     y_ticks = [(y(top * k / 4), amount(top * k / 4) + unit) for k in range(5)]
     x_ticks = [(x(start + span * k / 6), _time.strftime(clock, _time.gmtime(start + span * k / 6))) for k in range(7)]
     return TimeChart(lines=lines, y_ticks=y_ticks, x_ticks=x_ticks,

@@ -105,7 +105,7 @@ def test_production_page_shows_the_defect_trend_with_the_rollout_and_the_alerts(
             legend = page.inner_text("#panel-detections .chart-legend")
             assert any(name in legend for name in ("screw/", "casting/", "ring/")), legend
             assert "not_base64" in page.inner_text("#panel-errors .chart-legend")
-            assert page.locator("#panel-detections svg .marker text").first.inner_text() == "v2"
+            assert page.locator("#panel-detections svg .marker text").first.text_content() == "v2"
             assert "the newest v2" in page.inner_text("#markers-note")
             alert = page.locator('#alerts [data-alert="VisionOpsPredictorDown"]')
             assert alert.count() == 1 and gone in alert.inner_text()
