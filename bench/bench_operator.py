@@ -271,14 +271,14 @@ def through_operator(api: kubernetes.client.ApiClient, kubeconfig: str, args: ar
         # 3. Job completion -> status
         core = kubernetes.client.CoreV1Api(api)
         chosen = [f"tr-{i}" for i in range(min(args.complete, args.count))]
-        for name in chosen:
+        for name in chosen:  # --complete 0 skips this part (a big burst keeps the Job controller busy for long)
             fail_pod(core, ns, f"{name}-train")
         finished_jobs.wait([f"{n}-train" for n in chosen], 120)
         runs.wait(chosen, 120)
         delays = [runs.seen[n] - finished_jobs.seen[f"{n}-train"] for n in chosen
                   if n in runs.seen and f"{n}-train" in finished_jobs.seen]
-        out |= {"done_p50": percentile(delays, 0.5), "done_p95": percentile(delays, 0.95),
-                "done_n": len(delays)}
+        out |= {"done_p50": percentile(delays, 0.5) if delays else 0.0,
+                "done_p95": percentile(delays, 0.95) if delays else 0.0, "done_n": len(delays)}
     finally:
         stop.set()
         proc.terminate()
