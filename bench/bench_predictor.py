@@ -260,6 +260,24 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def in_workdir(prefix: str, run: Callable[[Path], int]) -> int:
+    """``run(folder)`` in a new temporary folder, removed afterwards (the benches' scratch space)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def tiny_vision_model(work: Path, model_dir: Path | None) -> tuple[Path, Path]:
+    """A synthetic VISION tree under ``work`` and ``model_dir``, or a tiny YOLOv8n trained on it (1 epoch, 64 px)."""
+    vision = generate(work / "vision")
+    if model_dir is None:
+        print("training a tiny YOLOv8n (1 epoch, 64 px)...", flush=True)
+        model_dir = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
+    return vision, model_dir
+
+
 def bench(args: argparse.Namespace, work: Path) -> int:
     vision = generate(work / "vision")
     dataset = prepare(vision, work / "dataset")

@@ -26,9 +26,7 @@ import base64
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -40,15 +38,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
 
-from bench_predictor import Server, load_images  # noqa: E402
-from fixtures.models import train_tiny_model_dir  # noqa: E402
+from bench_predictor import Server, in_workdir, load_images, tiny_vision_model  # noqa: E402
 from test_predictor_memory import MB, ProcessMemory, over_limit_request, worst_request  # noqa: E402
 
 from predictor.admission import inflight_budget, request_memory_bound  # noqa: E402
 from predictor.cli import LIMIT_FLAGS, build_parser, limit_env  # noqa: E402
 from predictor.settings import ServingSettings  # noqa: E402
-from visionops.data.prepare import prepare  # noqa: E402
-from visionops.data.synth import generate  # noqa: E402
 
 POD_MEMORY_LIMIT = 2 << 30  # the chart's predictor.resources.limits.memory
 
@@ -65,18 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="serve this model dir instead of training a tiny one")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-predictor-memory-"))
-    try:
-        return bench(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return in_workdir("bench-predictor-memory-", lambda work: bench(args, work))
 
 
 def bench(args: argparse.Namespace, work: Path) -> int:
-    vision = generate(work / "vision")
-    if args.model_dir is None:
-        print("training a tiny YOLOv8n (1 epoch, 64 px)...", flush=True)
-        args.model_dir = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
+    vision, args.model_dir = tiny_vision_model(work, args.model_dir)
     defaults = ServingSettings.from_config()
     flags = build_parser(defaults).parse_args([])  # the server's limits: configs/serving.yaml and VISIONOPS_*
     settings = ServingSettings.from_config({"imgsz": 64, **{name: getattr(flags, name) for name in LIMIT_FLAGS}})

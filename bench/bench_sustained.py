@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,13 +27,10 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
 
-from bench_predictor import Server, load_images  # noqa: E402
-from fixtures.models import train_tiny_model_dir  # noqa: E402
+from bench_predictor import Server, in_workdir, load_images, tiny_vision_model  # noqa: E402
 from test_predictor_memory import MB, ProcessMemory  # noqa: E402
 
 from predictor.settings import ServingSettings  # noqa: E402
-from visionops.data.prepare import prepare  # noqa: E402
-from visionops.data.synth import generate  # noqa: E402
 
 SAMPLE_SECONDS = 5.0
 MAX_SLOPE_MIB_PER_MIN = 1.0
@@ -57,18 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--model-dir", type=Path, help="serve this model dir instead of training a tiny one")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
-    try:
-        return bench(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return in_workdir("bench-sustained-", lambda work: bench(args, work))
 
 
 def bench(args: argparse.Namespace, work: Path) -> int:
-    vision = generate(work / "vision")
-    if args.model_dir is None:
-        print("training a tiny YOLOv8n (1 epoch, 64 px)...", flush=True)
-        args.model_dir = train_tiny_model_dir(prepare(vision, work / "dataset"), work / "train")
+    vision, args.model_dir = tiny_vision_model(work, args.model_dir)
     settings = ServingSettings.from_config({"imgsz": 64})
     bodies = [{"instances": [base64.b64encode(raw).decode()]} for raw in load_images(vision, 32)]
     server = Server(args.model_dir, settings, work / "server.log")
