@@ -6,6 +6,7 @@ Line charts that grow while a pod trains are drawn in the browser (static/consol
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,8 +123,6 @@ def time_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], star
                markers: Sequence[tuple[float, str]] = (), unit: str = "", clock: str = "%H:%M") -> TimeChart:
     """Lines of ``(label, [(unix time, value)])`` over ``[start, end]``, y from 0 to a round top, the
     ``markers`` (unix time, label) inside the window as vertical lines; the busiest line first."""
-    import time as _time
-
     span = max(end - start, 1.0)
     peak = max((v for _, points in series for _, v in points if math.isfinite(v)), default=0.0)
     top = nice_max(peak)
@@ -144,6 +143,6 @@ def time_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], star
         lines.append(Line(label, PALETTE[i % len(PALETTE)], path, amount(kept[-1][1]) + unit,
                           (x(kept[-1][0]), y(kept[-1][1]))))
     y_ticks = [(y(top * k / 4), amount(top * k / 4) + unit) for k in range(5)]
-    x_ticks = [(x(start + span * k / 6), _time.strftime(clock, _time.gmtime(start + span * k / 6))) for k in range(7)]
+    x_ticks = [(x(start + span * k / 6), time.strftime(clock, time.gmtime(start + span * k / 6))) for k in range(7)]
     return TimeChart(lines=lines, y_ticks=y_ticks, x_ticks=x_ticks,
                      markers=[(x(t), label) for t, label in markers if start <= t <= end])

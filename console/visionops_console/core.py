@@ -177,7 +177,8 @@ class Console:
             return rejected(exc)
         except ClusterUnavailable as exc:
             return JSONResponse({"ok": False, "message": f"{CPU_NOTE}: {exc}"}, status_code=503)
-        log.info("%s%s", message, f" (as {self.acting(request).user})" if self.acting(request).user else "")
+        user = self.acting(request).user
+        log.info("%s%s", message, f" (as {user})" if user else "")
         return JSONResponse({"ok": True, "message": message})
 
     # what several steps read -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from consoletools import REPO, browser_missing, running_console, screenshot
+from fixtures.cluster import wait_until
 from fixtures.prometheus import prometheus_missing, running_prometheus
 
 from visionops import production
@@ -39,17 +40,16 @@ def predictor(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
                                  "64", "--confidence", "0.0001", "--http_port", str(port), "--grpc_port",
                                  str(free_port())], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            return requests.get(f"{url}/v2/health/ready", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_until("the predictor", ready, timeout=180)
         yield url
     finally:
         proc.terminate()
