@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The VisionOps kind cluster, built and installed here the way a user installs it (docs/kind.md), with nothing
 # pulled: a kind node image built on this machine (hack/kind/node-image.sh), KServe from its own charts, the
-# project's images loaded with `kind load docker-image`, and `helm install` of charts/visionops.
+# project's images loaded into the node (what `kind load docker-image` does, streamed: load_image), and
+# `helm install` of charts/visionops.
 #
 # Usage:
 #   hack/kind.sh up [--no-chart]   build what is missing (cached), create the cluster from kind-config.yaml (or
@@ -10,6 +11,7 @@
 #   hack/kind.sh down              `kind delete cluster`, then stop the dockerd `up` started
 #   hack/kind.sh status            exit 0 when the cluster answers
 #   hack/kind.sh kubeconfig        print the kubeconfig path
+#   hack/kind.sh host-address      print the address the node reaches this host at (its network's gateway)
 #
 # Environment:
 #   KIND_CLUSTER_NAME   default visionops (kind-config.yaml's name; context kind-<name>)
@@ -105,18 +107,44 @@ build_kserve_images() {
 load_images() {
   local refs=("$KSERVE_CONTROLLER_IMAGE" "$RBAC_PROXY_IMAGE") name start=$SECONDS
   for name in "${PROJECT_IMAGES[@]}"; do refs+=("$("$HERE/images.sh" --refs "$name")"); done
-  # One at a time, each image's layer blobs dropped once unpacked (below): the disk holds one image's archive
-  # and blobs at a time. kind load skips an image the node already holds with the same id.
-  for name in "${refs[@]}"; do
-    kind load docker-image --name "$NAME" "$name" >&2 || die "kind load docker-image $name failed"
-    discard_layers "$name"
-  done
+  # Largest first: the node's disk peaks while an image's blobs and its unpacked copy both exist, and that
+  # peak is lowest while the node holds nothing else yet.
+  mapfile -t refs < <(for name in "${refs[@]}"; do
+    printf '%s %s\n' "$(docker_ image inspect -f '{{.Size}}' "$name")" "$name"; done | sort -rn | cut -d' ' -f2)
+  for name in "${refs[@]}"; do load_image "$name"; done
   log "images loaded in $((SECONDS - start)) s: ${refs[*]}"
 }
 
+# load_image REF: REF from the project's dockerd into the node's containerd, unless the node already holds that
+# image id. Streamed (`docker save | ctr images import`, what `kind load docker-image` runs, without the archive
+# kind first writes to /tmp: for the torch image that is 7.6 GB of disk saved), then its layer blobs dropped
+# (discard_layers). Refuses up front, with the numbers, when the disk cannot hold the blobs and their unpacked copy.
+load_image() {
+  local ref=$1 node=$NAME-control-plane id size free need
+  id=$(docker_ image inspect -f '{{.Id}}' "$ref") || die "no image $ref in the project's dockerd"
+  if [[ $(docker_ exec "$node" crictl inspecti -o json "$ref" 2>/dev/null | jq -r '.status.id // empty') == "$id" ]]; then
+    log "$ref: already on the node"
+    return
+  fi
+  size=$(docker_ image inspect -f '{{.Size}}' "$ref")
+  free=$(df --output=avail -B1 "$DOCKER_ROOT" | tail -n1)
+  need=$((2 * size + 1024 ** 3))
+  ((free > need)) || die "loading $ref into the node needs about $(gib "$need") free on the filesystem of" \
+    "$DOCKER_ROOT (its layers and their unpacked copy, 1 GiB spare); $(gib "$free") are free. Free disk there," \
+    "or point VISIONOPS_CACHE at a larger disk"
+  docker_ save "$ref" | docker_ exec -i "$node" ctr --namespace=k8s.io images import --all-platforms --digests \
+    --snapshotter=overlayfs - >/dev/null || die "loading $ref into the node failed (ctr images import)"
+  discard_layers "$ref"
+  log "$ref: loaded ($(gib "$size"))"
+}
+
+# gib BYTES: BYTES in GiB, one decimal.
+gib() { awk -v b="$1" 'BEGIN { printf "%.1f GiB", b / 1024 ^ 3 }'; }
+
 # discard_layers REF: drop the layer blobs of REF from the node's content store once they are unpacked (a
-# disk measure: containers start from the snapshots, and containerd's CRI does the same after pulls with kind's
-# discard_unpacked_layers). Halves the disk the torch image takes in the node.
+# disk measure: containers start from the snapshots; containerd's CRI does the same after pulls with
+# discard_unpacked_layers, which Debian's containerd 1.6 lacks). A synchronous garbage collection (removing a
+# throwaway tag with --sync) frees the disk before the next image arrives. Halves the disk an image takes.
 discard_layers() {
   docker_ exec -i "$NAME-control-plane" sh -s "$1" <<'EOF' || log "WARNING: kept the layer blobs of $1"
 set -eu
@@ -125,6 +153,8 @@ digest=$(ctr -n k8s.io images ls | awk -v n="$name" '$1 == n { print $3 }')
 [ -n "$digest" ] || exit 1
 layers=$(ctr -n k8s.io content get "$digest" | jq -r '.layers[]?.digest')
 [ -z "$layers" ] || ctr -n k8s.io content rm $layers >/dev/null
+ctr -n k8s.io images tag --force "$name" visionops.local/gc-trigger:discard >/dev/null
+ctr -n k8s.io images rm --sync visionops.local/gc-trigger:discard >/dev/null
 EOF
 }
 
@@ -242,5 +272,8 @@ case "${1:-}" in
   down) down ;;
   status) dockerd_answers && exists && kubectl_ get --raw /readyz >/dev/null 2>&1 ;;
   kubeconfig) printf '%s\n' "$KUBECONFIG" ;;
-  *) die "usage: $0 up [--no-chart] | down | status | kubeconfig" ;;
+  # The address the node (and, masqueraded, its pods) reaches this host at: its network's gateway. The e2e's
+  # PostgreSQL and S3 server listen there (tests/fixtures/stores.py), as external stores would.
+  host-address) docker_ exec "$NAME-control-plane" ip -4 route show default | awk '{ print $3; exit }' ;;
+  *) die "usage: $0 up [--no-chart] | down | status | kubeconfig | host-address" ;;
 esac
