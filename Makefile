@@ -36,11 +36,11 @@ test-images: test-node-deps
 	@if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then hack/images.sh; \
 	else echo "no dockerd/debootstrap: the e2e test will skip"; fi
 
-# As root with apt, the Debian packages the e2e (kind), console browser and alert tests need (idempotent); elsewhere
+# As root with apt, the Debian packages the e2e (kind, with PostgreSQL), console browser and alert tests need (idempotent); elsewhere
 # those tests skip and say why.
 test-node-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then hack/node-deps.sh && hack/node-deps.sh browser \
-	&& hack/node-deps.sh monitoring; \
+	&& hack/node-deps.sh monitoring && hack/node-deps.sh stores; \
 	else echo "not root with apt-get: the e2e, console browser and promtool tests will skip"; fi
 
 lint: venv

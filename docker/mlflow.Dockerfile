@@ -18,8 +18,9 @@ RUN python3 /pins/pins.py mlflow --pyproject /pins/pyproject.toml > /pins/requir
 # ---- the image --------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 # Drivers only `mlflow server` needs, which the project itself never imports (so pyproject.toml does not pin
-# them): S3/MinIO artifact storage and a PostgreSQL backend store.
-ARG MLFLOW_SERVER_EXTRAS="boto3==1.44.8 psycopg2-binary==2.9.13"
+# them): S3/MinIO artifact storage and a PostgreSQL backend store. psycopg (3) is SQLAlchemy 2.1's driver for a
+# plain postgresql:// URI; psycopg2 serves postgresql+psycopg2:// URIs written for SQLAlchemy 2.0.
+ARG MLFLOW_SERVER_EXTRAS="boto3==1.44.8 psycopg==3.3.9 psycopg-binary==3.3.9 psycopg2-binary==2.9.13"
 LABEL org.opencontainers.image.title="visionops-mlflow" \
       org.opencontainers.image.description="MLflow tracking server and model registry for VisionOps" \
       org.opencontainers.image.version="0.1.0" \
@@ -38,6 +39,7 @@ RUN export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYT
  && /opt/venv/bin/pip install -r /tmp/pins/requirements.txt ${MLFLOW_SERVER_EXTRAS} \
  && /opt/venv/bin/python -c "import importlib.util as u, mlflow, mlflow.server, sqlalchemy, alembic, boto3, psycopg2; \
 assert not [m for m in ('torch', 'ultralytics') if u.find_spec(m)], 'heavy packages in the image'; \
+[sqlalchemy.create_engine(f'{s}://u:p@h/db') for s in ('postgresql', 'postgresql+psycopg2')]; \
 print('mlflow', mlflow.__version__)" \
  && rm -rf /tmp/pins /tmp/pip-ca.pem
 RUN groupadd --gid 1000 visionops \

@@ -10,7 +10,7 @@
 #   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
 #   hack/build-k8s.sh --kind               the same plus the node's binaries (kubeadm, kubelet, kube-proxy,
 #                                          CoreDNS, crictl, pause) and kind, kube-router, local-path-provisioner,
-#                                          kube-rbac-proxy
+#                                          kube-rbac-proxy, versitygw (the e2e's S3 server)
 #   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
 #   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
 #   hack/build-k8s.sh --versions           print the pinned versions
@@ -29,6 +29,8 @@ KUBE_ROUTER_VERSION=v2.1.0   # github.com/cloudnativelabs/kube-router/v2: the ki
                              # enforcer (the only version the proxy serves; kindnetd's source is not served)
 LOCAL_PATH_VERSION=v0.0.30   # github.com/rancher/local-path-provisioner: kind's `standard` StorageClass
 RBAC_PROXY_VERSION=v0.18.0   # github.com/brancz/kube-rbac-proxy: the KServe controller's metrics sidecar
+VERSITYGW_VERSION=v1.8.0     # github.com/versity/versitygw: the e2e's S3 store for MLflow's artifacts (Apache-2.0,
+                             # maintained; a single binary over a directory; tests/fixtures/stores.py)
 # ------------------------------------------------------------------------------------------------
 
 CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
@@ -200,6 +202,8 @@ build_kind() {
     "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
   go_install local-path-provisioner "$LOCAL_PATH_VERSION" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
   go_build_module kube-rbac-proxy "$RBAC_PROXY_VERSION" "github.com/brancz/kube-rbac-proxy@$RBAC_PROXY_VERSION" ./cmd/kube-rbac-proxy
+  go_install versitygw "$VERSITYGW_VERSION" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" \
+    "-X main.Version=$VERSITYGW_VERSION"
 }
 
 # go_build_module NAME VERSION MODULE@VERSION PKG: `go build` PKG inside the downloaded module, for modules
@@ -223,9 +227,9 @@ main() {
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
-      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkube-score %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\n' \
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkube-score %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\nversitygw %s\n' \
         "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION" "$KUBE_SCORE_VERSION" \
-        "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION"
+        "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION" "$VERSITYGW_VERSION"
       return ;;
     "") ;;
     *) die "unknown argument '$1' (expected none, --kind, --print-bin-dir, --print-kserve-crds or --versions)" ;;

@@ -7,6 +7,7 @@
 #   hack/node-deps.sh images     debootstrap, docker.io (dockerd: builds and kind's node containers), jq, openssl
 #   hack/node-deps.sh browser    chromium (headless; the console's Playwright tests drive it, tests/console)
 #   hack/node-deps.sh monitoring prometheus (its promtool checks and unit-tests the alerting rules, tests/alerts)
+#   hack/node-deps.sh stores     postgresql (MLflow's backend store in the kind e2e, tests/fixtures/stores.py)
 set -euo pipefail
 
 IMAGE_PKGS=(debootstrap docker.io jq openssl curl)
@@ -14,6 +15,8 @@ IMAGE_PKGS=(debootstrap docker.io jq openssl curl)
 BROWSER_PKGS=(chromium)
 # Debian's prometheus: promtool (check rules, test rules); the server is not started by the install.
 MONITORING_PKGS=(prometheus)
+# Debian's PostgreSQL server: the e2e's MLflow backend store, started by the test (never by the install).
+STORES_PKGS=(postgresql)
 
 log() { printf '[node-deps] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -26,7 +29,8 @@ main() {
     all|images) pkgs=("${IMAGE_PKGS[@]}") ;;
     browser) pkgs=("${BROWSER_PKGS[@]}") ;;
     monitoring) pkgs=("${MONITORING_PKGS[@]}") ;;
-    *) die "unknown argument '$1' (expected all, images, browser or monitoring)" ;;
+    stores) pkgs=("${STORES_PKGS[@]}") ;;
+    *) die "unknown argument '$1' (expected all, images, browser, monitoring or stores)" ;;
   esac
   for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
   if ((${#missing[@]} == 0)); then log "all present: ${pkgs[*]}"; return; fi

@@ -1,7 +1,10 @@
 """End to end on a real node: the chart, the operator, training, promotion, serving and drift, as users run them.
 
 Every component runs as a pod from the project's own images: the operator and MLflow from the chart, the
-training and drift Jobs the operator starts, the predictor KServe rolls out. The tests act like users:
+training and drift Jobs the operator starts, the predictor KServe rolls out. MLflow stores as production runs
+it: its backend store on a real PostgreSQL and its artifacts on a real S3 server, outside the cluster
+(``fixtures.stores``), and both fail on purpose: MLflow and the database restart while a pod trains, MLflow
+restarts during a rollout, the database once more with the whole registry in it. The tests act like users:
 ``kubectl apply`` of CRs, HTTP to NodePorts. The steps build on each other (one module, run in file
 order); a step whose predecessor failed is skipped rather than left to time out.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 from fixtures.e2e import Release
+from fixtures.stores import ExternalStores
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(5400)]
 
@@ -31,6 +35,8 @@ DRIFT_CHECK = "e2e-drift"
 TRAINING_LABEL = "visionops.io/training-run"
 DRIFT_LABEL = "visionops.io/drift-check"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
+MLFLOW_SELECTOR = "app.kubernetes.io/component=mlflow"
+OPERATOR_PEERING = "visionops-operator"  # the chart's KopfPeering (operator.replicas: 2 in e2e-values.yaml)
 PREDICTOR_SELECTOR = f"serving.kserve.io/inferenceservice={PREDICTOR}"
 # The demo's run (30 epochs at 160 px: about 3 minutes on two cores). The gate at 0 promotes whatever it
 # learns (the gate has its own tests). No CPU request: a 2-CPU kind node has about 0.8 CPU left unrequested
@@ -43,6 +49,12 @@ TRAINING_SPEC = {
 }
 
 _passed: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def mlflow_stores(external_mlflow_stores: ExternalStores) -> ExternalStores:
+    """This module's MLflow: PostgreSQL and S3 outside the cluster (the other e2e modules keep SQLite)."""
+    return external_mlflow_stores
 
 
 def requires(step: str) -> None:
@@ -99,6 +111,29 @@ def ready_pod(release: Release, selector: str) -> str:
     return ""
 
 
+def restart_mlflow(release: Release) -> str:
+    """MLflow's pod goes (its Deployment starts another): returns once it no longer answers."""
+    old = ready_pod(release, MLFLOW_SELECTOR)
+    assert old, f"no Ready MLflow pod\n{release.diagnostics()}"
+    release.kubectl("delete", "pod", old, "--wait=false")
+    health = f"{release.node_port_url('visionops-mlflow')}/health"
+    release.wait("MLflow to stop answering", lambda: not answers(health), 60, 0.5)
+    return old
+
+
+def mlflow_back(release: Release, old: str) -> float:
+    """Seconds until a new MLflow pod is Ready and answers."""
+    started = time.monotonic()
+    release.wait("a new Ready MLflow pod", lambda: (p := ready_pod(release, MLFLOW_SELECTOR)) != old and p, 240)
+    release.wait("MLflow to answer", lambda: answers(f"{release.node_port_url('visionops-mlflow')}/health"), 60, 0.5)
+    return time.monotonic() - started
+
+
+def epoch_reached(release: Release, epoch: int) -> bool:
+    progress = release.get("trainingrun", TRAINING_RUN).get("status", {}).get("progress") or {}
+    return progress.get("epoch", 0) >= epoch
+
+
 def mlflow(release: Release, path: str, **params: str) -> dict:
     url = f"{release.node_port_url('visionops-mlflow')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(params)}"
     status, body = http(url, auth=release.mlflow_admin())
@@ -123,13 +158,21 @@ def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_relea
                  lambda: any(p["status"].get("phase") == "Running"
                              for p in release.get("pods", "-l", f"job-name={job}")["items"]), 300)
 
-    # Mid-training, the operator pod goes; its Deployment starts another, which adopts the running Job.
-    old = ready_pod(release, OPERATOR_SELECTOR)
-    assert old, f"no Ready operator pod\n{release.diagnostics()}"
+    # Mid-training, the acting operator replica goes; the other one (or the pod that replaces it) adopts the Job.
+    old = release.wait("an acting operator replica", lambda: acting_operator(release), 120)
     release.kubectl("delete", "pod", old, "--wait=false")
-    new = release.wait("a new Ready operator pod",
-                       lambda: (p := ready_pod(release, OPERATOR_SELECTOR)) != old and p, 180)
+    new = release.wait("another acting operator replica", lambda: (a := acting_operator(release)) != old and a, 180)
     assert jobs_of(release, TRAINING_LABEL, TRAINING_RUN) == [job], "the restarted operator made another Job"
+
+    # Then MLflow goes while the pod trains (the epoch's metrics and checkpoint wait for the new one), and once
+    # the run logs again, the database restarts under it.
+    release.wait("epoch 3 in the TrainingRun's status", lambda: epoch_reached(release, 3), 600, 1)
+    outage = mlflow_back(release, restart_mlflow(release))
+    epoch = release.get("trainingrun", TRAINING_RUN)["status"]["progress"]["epoch"]
+    release.wait(f"epoch {epoch + 1} logged through the new MLflow", lambda: epoch_reached(release, epoch + 1), 300, 1)
+    release.stores.postgres.restart()
+    print(f"[e2e timing] MLflow restart mid-training: answering again after {outage:.1f} s; database restarted "
+          f"at epoch {release.get('trainingrun', TRAINING_RUN)['status']['progress']['epoch']}")
 
     def finished() -> dict | None:
         status = release.get("trainingrun", TRAINING_RUN).get("status", {})
@@ -154,6 +197,18 @@ def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_relea
     assert "map50" in metrics, metrics
     alias = mlflow(release, "registered-models/alias", name=MODEL, alias="production")["model_version"]
     assert alias["version"] == str(status["modelVersion"]) and alias["run_id"] == status["mlflowRunId"]
+
+    # Through both restarts: one run with every epoch once, in the database; the model in the S3 bucket.
+    epochs = TRAINING_SPEC["hyperparameters"]["epochs"]
+    history = mlflow(release, "metrics/get-history", run_id=run["info"]["run_id"], metric_key="epoch")["metrics"]
+    assert sorted(m["step"] for m in history) == list(range(1, epochs + 1)), history
+    stores = release.stores
+    run_id = run["info"]["run_id"]
+    assert stores.postgres.sql(f"SELECT status FROM runs WHERE run_uuid = '{run_id}'") == "FINISHED"
+    assert stores.postgres.sql(f"SELECT count(*) FROM metrics WHERE run_uuid = '{run_id}' AND key = 'epoch'") \
+        == str(epochs)
+    objects = [o for o in stores.s3.objects() if run_id in o]
+    assert any(o.endswith("model/best.onnx") for o in objects), objects
     _passed.add("train")
 
 
@@ -354,6 +409,114 @@ def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_relea
     release.wait("the retraining Job", lambda: jobs_of(release, TRAINING_LABEL, status["triggeredTrainingRun"]), 60)
 
 
+def registry(release: Release) -> dict[str, Any]:
+    """Every version of the model (number, run, source, status) and every alias, as MLflow answers them."""
+    model = mlflow(release, "registered-models/get", name=MODEL)["registered_model"]
+    versions = mlflow(release, "model-versions/search", filter=f"name='{MODEL}'", max_results="1000")
+    return {"aliases": sorted((a["alias"], a["version"]) for a in model.get("aliases", [])),
+            "versions": sorted((int(v["version"]), v["run_id"], v["source"], v["status"])
+                               for v in versions["model_versions"])}
+
+
+def test_a_rollout_finishes_through_an_mlflow_restart(e2e_release: Release) -> None:
+    """kubectl sets production while MLflow is down: the ModelDeployment says it waits for MLflow (condition and
+    Event), then rolls out once MLflow is back, and the predictor serves the version."""
+    requires("deploy")
+    release = e2e_release
+    image = sample_images(release)[0]
+    target = str(release.get("trainingrun", TRAINING_RUN)["status"]["modelVersion"])
+    assert release.get("modeldeployment", PREDICTOR)["spec"]["version"] != target
+    started = time.monotonic()
+    old = restart_mlflow(release)
+    release.kubectl("patch", "modeldeployment", PREDICTOR, "--type=merge", "-p",
+                    json.dumps({"spec": {"version": target}}))
+
+    def waiting_for_mlflow() -> dict | None:
+        ready = {c["type"]: c for c in release.get("modeldeployment", PREDICTOR).get("status", {}).get(
+            "conditions", [])}.get("Ready", {})
+        return ready if ready.get("reason") == "MLflowUnavailable" else None
+
+    ready = release.wait("the ModelDeployment to say it waits for MLflow", waiting_for_mlflow, 60, 0.5)
+    assert ready["status"] == "False" and "trying again" in ready["message"], ready
+    outage = mlflow_back(release, old)
+    release.wait(f"only version {target} to answer", lambda: answers_only(release, image, target), 300, 1)
+    took = time.monotonic() - started
+    print(f"[e2e timing] rollout through an MLflow restart: MLflow back after {outage:.1f} s, only version {target} "
+          f"answering {took:.1f} s after the request")
+    status = release.get("modeldeployment", PREDICTOR)["status"]
+    assert status["phase"] == "Serving" and status["servingVersion"] == target, status
+    events = release.get("events", "--field-selector", f"involvedObject.name={PREDICTOR},reason=MLflowUnavailable")
+    assert events["items"], "no MLflowUnavailable Event"
+    alias = mlflow(release, "registered-models/alias", name=MODEL, alias="production")["model_version"]
+    assert alias["version"] == target
+    _passed.add("mlflow-restart")
+
+
+def acting_operator(release: Release) -> str:
+    """The operator replica that acts: the highest priority in the kopf peering record ('' while it has none)."""
+    peers = release.get("kopfpeering", OPERATOR_PEERING).get("status") or {}
+    return max(peers, key=lambda name: peers[name].get("priority", 0)) if peers else ""
+
+
+def test_a_rollout_finishes_when_the_acting_operator_dies(e2e_release: Release) -> None:
+    """Two operator replicas: the acting one is killed (no grace) as a rollout starts; the other takes over within
+    the peering lifetime and finishes the rollout, recorded once."""
+    requires("mlflow-restart")
+    release = e2e_release
+    image = sample_images(release)[0]
+    current = release.get("modeldeployment", PREDICTOR)["spec"]["version"]
+    source = mlflow(release, "model-versions/get", name=MODEL, version=current)["model_version"]["source"]
+    target = next(str(number) for number, _, src, _ in registry(release)["versions"]
+                  if src == source and str(number) != current)  # the same model under another version
+    acting = acting_operator(release)
+    assert acting and ready_pod(release, OPERATOR_SELECTOR), release.get("kopfpeering", OPERATOR_PEERING)
+    moves = len(release.get("modeldeployment", PREDICTOR)["status"]["history"])
+    release.kubectl("patch", "modeldeployment", PREDICTOR, "--type=merge", "-p",
+                    json.dumps({"spec": {"version": target}}))
+
+    def rolling() -> bool:
+        status = release.get("modeldeployment", PREDICTOR).get("status", {})
+        return status.get("phase") == "RollingOut" and (status.get("rollout") or {}).get("version") == target
+
+    release.wait(f"the rollout of version {target} to start", rolling, 60, 0.2)
+    killed = time.monotonic()
+    release.kubectl("delete", "pod", acting, "--grace-period=0", "--force", "--wait=false")
+    successor = release.wait("another replica to act",
+                             lambda: (a := acting_operator(release)) != acting and a, 120, 0.5)
+    took_over = time.monotonic() - killed
+    release.wait(f"only version {target} to answer", lambda: answers_only(release, image, target), 300, 1)
+    finished = time.monotonic() - killed
+    print(f"[e2e timing] acting operator killed mid-rollout: {successor} acted {took_over:.1f} s after (peering "
+          f"lifetime 10 s); only version {target} answering {finished:.1f} s after the kill")
+    status = release.get("modeldeployment", PREDICTOR)["status"]
+    assert status["phase"] == "Serving" and status["servingVersion"] == target, status
+    assert [h["version"] for h in status["history"][moves:]] == [target], status["history"][moves:]
+    assert status["rollout"]["outcome"] == "Succeeded", status["rollout"]
+
+
+def test_the_registry_keeps_every_version_and_alias_through_a_database_restart(e2e_release: Release) -> None:
+    requires("train")
+    release = e2e_release
+    before = registry(release)
+    assert len(before["versions"]) >= 3 and "production" in dict(before["aliases"]), before
+    release.stores.postgres.restart()
+    after = release.wait("MLflow to read the registry again", lambda: _registry_or_none(release), 60, 1)
+    assert after == before
+    assert release.stores.postgres.sql(f"SELECT count(*) FROM model_versions WHERE name = '{MODEL}'") \
+        == str(len(before["versions"]))
+    version = dict(before["aliases"])["production"]
+    release.wait("the ModelDeployment to stay Serving production",
+                 lambda: (s := release.get("modeldeployment", PREDICTOR).get("status", {})).get("phase") == "Serving"
+                 and s.get("servingVersion") == version, 60)
+
+
+def _registry_or_none(release: Release) -> dict[str, Any] | None:
+    try:
+        return registry(release)
+    except (AssertionError, OSError):
+        return None
+
+
 # Inside a pod of each image: no extra CA is installed and the system bundle holds none of the build host's
 # extra CAs (hack/images.sh serves them to the builds' pip step only).
 _CA_CHECK = """
@@ -384,6 +547,8 @@ def test_no_mlflow_password_leaves_its_secret(e2e_release: Release) -> None:
     release = e2e_release
     secrets = {key: value for key, value in release.mlflow_passwords().items() if len(value) >= 16}
     assert {"admin", "operator", "jobs", "console", "predictor"} <= set(secrets)
+    if release.stores:  # the database's password and the S3 secret key too
+        secrets |= {"postgres": release.stores.postgres.password, "s3": release.stores.s3.secret_key}
     seen = {kind: release.kubectl("get", kind, "-o", "json") for kind in (
         "pods", "jobs", "configmaps", "trainingruns", "driftchecks", "modeldeployments", "inferenceservices",
         "events")}
