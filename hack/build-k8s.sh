@@ -10,7 +10,8 @@
 #   hack/build-k8s.sh                      build what is missing; last stdout line: the bin dir
 #   hack/build-k8s.sh --kind               the same plus the node's binaries (kubeadm, kubelet, kube-proxy,
 #                                          CoreDNS, crictl, pause) and kind, kube-router, local-path-provisioner,
-#                                          kube-rbac-proxy, versitygw (the e2e's S3 server)
+#                                          kube-rbac-proxy, versitygw (the e2e's S3 server), prometheus (its
+#                                          live Prometheus)
 #   hack/build-k8s.sh --print-bin-dir      print the bin dir (builds nothing)
 #   hack/build-k8s.sh --print-kserve-crds  fetch the KServe module if needed, print its config/crd dir
 #   hack/build-k8s.sh --versions           print the pinned versions
@@ -31,6 +32,8 @@ LOCAL_PATH_VERSION=v0.0.30   # github.com/rancher/local-path-provisioner: kind's
 RBAC_PROXY_VERSION=v0.18.0   # github.com/brancz/kube-rbac-proxy: the KServe controller's metrics sidecar
 VERSITYGW_VERSION=v1.8.0     # github.com/versity/versitygw: the e2e's S3 store for MLflow's artifacts (Apache-2.0,
                              # maintained; a single binary over a directory; tests/fixtures/stores.py)
+PROMETHEUS_VERSION=v0.316.0  # github.com/prometheus/prometheus (3.16): the e2e's live Prometheus, with Kubernetes
+                             # service discovery (Debian's build has none); only that SD is built in
 # ------------------------------------------------------------------------------------------------
 
 CACHE=${VISIONOPS_CACHE:-$HOME/.cache/visionops}
@@ -167,14 +170,14 @@ build_helm() {
   go_install helm "$HELM_VERSION+k8s$major.$minor" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$flags"
 }
 
-# go_install NAME VERSION PKG@VERSION [LDFLAGS]: `go install` one upstream command into $BIN.
+# go_install NAME VERSION PKG@VERSION [LDFLAGS]: `go install` one upstream command into $BIN (build tags: $GO_TAGS).
 go_install() {
   local name=$1 version=$2 pkg=$3 ldflags="-s -w ${4:-}"
   if is_current "$name" "$version"; then log "$name $version: cached"; return; fi
   log "$name $version: building"
   local out=$ROOT/.tmp-$name
   rm -rf "$out" && mkdir -p "$out"
-  (cd "${TMPDIR:-/tmp}" && GOBIN=$out "${NICE[@]}" go install -trimpath -ldflags="$ldflags" "$pkg") \
+  (cd "${TMPDIR:-/tmp}" && GOBIN=$out "${NICE[@]}" go install -trimpath -tags="${GO_TAGS:-}" -ldflags="$ldflags" "$pkg") \
     || die "go install $pkg failed"
   mv -f "$out/$name" "$BIN/$name" && stamp "$name" "$version"
   rm -rf "$out"
@@ -204,6 +207,8 @@ build_kind() {
   go_build_module kube-rbac-proxy "$RBAC_PROXY_VERSION" "github.com/brancz/kube-rbac-proxy@$RBAC_PROXY_VERSION" ./cmd/kube-rbac-proxy
   go_install versitygw "$VERSITYGW_VERSION" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" \
     "-X main.Version=$VERSITYGW_VERSION"
+  GO_TAGS=remove_all_sd,enable_kubernetes_sd CGO_ENABLED=0 go_install prometheus "$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
 }
 
 # go_build_module NAME VERSION MODULE@VERSION PKG: `go build` PKG inside the downloaded module, for modules
@@ -227,9 +232,9 @@ main() {
     --print-bin-dir) printf '%s\n' "$BIN"; return ;;
     --print-kserve-crds) need_go; kserve_crd_dir; return ;;
     --versions)
-      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkube-score %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\nversitygw %s\n' \
+      printf 'kubernetes %s\netcd %s\nhelm %s\nkserve %s\ncoredns %s\ncrictl %s\nkube-score %s\nkind %s\nkube-router %s\nlocal-path-provisioner %s\nkube-rbac-proxy %s\nversitygw %s\nprometheus %s\n' \
         "$K8S_VERSION" "$ETCD_VERSION" "$HELM_VERSION" "$KSERVE_VERSION" "$COREDNS_VERSION" "$CRICTL_VERSION" "$KUBE_SCORE_VERSION" \
-        "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION" "$VERSITYGW_VERSION"
+        "$KIND_VERSION" "$KUBE_ROUTER_VERSION" "$LOCAL_PATH_VERSION" "$RBAC_PROXY_VERSION" "$VERSITYGW_VERSION" "$PROMETHEUS_VERSION"
       return ;;
     "") ;;
     *) die "unknown argument '$1' (expected none, --kind, --print-bin-dir, --print-kserve-crds or --versions)" ;;

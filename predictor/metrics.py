@@ -58,6 +58,10 @@ def set_active_model(served_name: str, info: ModelInfo) -> None:
         ACTIVE_MODEL.remove(*previous)
     ACTIVE_MODEL.labels(*labels).set(1)
     _active[served_name] = labels
+    # Series the dashboard sums over exist from the start, at 0: a fresh pod's panels show no errors and no images
+    # rather than "no data" (a label set appears only when first incremented otherwise).
+    ERRORS.labels(served_name, "inference_error")
+    IMAGES.labels(served_name)
 
 
 def record_predictions(model_name: str, class_names_per_image: Iterable[list[str]]) -> None:

@@ -28,6 +28,7 @@ from visionops import production
 from . import builders, kube, metrics, rollouts, status, tracking
 from . import conditions as c
 from .decisions import Status
+from .peering import Replica
 from .settings import OperatorSettings
 from .status import Decision
 
@@ -77,7 +78,7 @@ async def seen(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
 
     The first one starts :func:`loop` from here, inside kopf's own context (where its Event poster lives)."""
     if memo.get("deployment_loop") is None:
-        memo.deployment_loop = asyncio.create_task(loop(memo.deployments, memo.settings, log))
+        memo.deployment_loop = asyncio.create_task(loop(memo.deployments, memo.settings, log, memo.replica))
     if event["type"] == "DELETED":
         memo.deployments.forget(namespace, name)
         return
@@ -87,11 +88,15 @@ async def seen(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
         memo.deployments.ensure(namespace, name)
 
 
-async def loop(deployments: Deployments, settings: OperatorSettings, logger: logging.Logger) -> None:
-    """Reconcile every ModelDeployment when it is due, until cancelled (at operator cleanup)."""
+async def loop(deployments: Deployments, settings: OperatorSettings, logger: logging.Logger, replica: Replica) -> None:
+    """Reconcile every ModelDeployment when it is due, while this replica acts, until cancelled (at operator
+    cleanup)."""
     while True:
         await asyncio.sleep(min(settings.rollout_check_seconds, settings.deploy_sync_seconds))
-        for namespace, name in deployments.due(time.monotonic()):
+        due = deployments.due(time.monotonic())
+        if not due or not await asyncio.to_thread(replica.acting, logger):
+            continue
+        for namespace, name in due:
             try:
                 await asyncio.to_thread(reconcile, namespace, name, settings, deployments, logger)
             except Exception as exc:  # the next pass tries again

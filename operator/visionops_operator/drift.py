@@ -49,6 +49,7 @@ def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name
         d.check_job_created(st, job_name, created, job_name in d.history_names(st.view))
 
     status.update(PLURAL, namespace, name, decide, uid=uid, current=body)
+    export_result(namespace, name, body.get("status") or {})  # a replica that starts or takes over says it too
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHECK_JOBS)
@@ -83,11 +84,17 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
 
     written = status.update(PLURAL, namespace, check_name, decide, uid=check_uid, current=check)
     if written and written.changes.get("history"):
-        view = written.view
-        metrics.DRIFT_SHARE.labels(namespace, check_name).set(view.get("driftShare") or 0.0)
-        metrics.DRIFT_DETECTED.labels(namespace, check_name).set(1 if view.get("driftDetected") else 0)
+        export_result(namespace, check_name, written.view)
         if retrain and retrain[1]:
             metrics.RETRAININGS.labels(namespace, check_name).inc()
+
+
+def export_result(namespace: str, name: str, view: Mapping[str, Any]) -> None:
+    """The latest check's result (status.driftShare, status.driftDetected) as the drift gauges, once there is one."""
+    if "driftDetected" not in view:
+        return
+    metrics.DRIFT_SHARE.labels(namespace, name).set(view.get("driftShare") or 0.0)
+    metrics.DRIFT_DETECTED.labels(namespace, name).set(1 if view.get("driftDetected") else 0)
 
 
 def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: kopf.Logger) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, deployments, drift, kube, metrics, progress, training  # noqa: F401 - importing registers handlers
+from . import GROUP, deployments, drift, kube, metrics, peering, progress, training  # noqa: F401 - importing registers handlers
 from . import conditions as c
 from . import settings as operator_settings
 from .persistence import MemoryDiffBaseStorage, RetryStorage
@@ -31,9 +31,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     memo.settings = config
     settings.peering.lifetime = max(1, round(config.peering_lifetime))  # read by each keep-alive of the replicas
     memo.progress = progress.ProgressTracker()
+    # The loops below run beside kopf's handlers, which kopf pauses on a standby replica: they ask this first.
+    memo.replica = peering.Replica.of(config.peering, settings.peering.priority, config.namespaces,
+                                      config.all_namespaces)
     metrics.serve(config.metrics_port)
     await asyncio.to_thread(kube.warm_up)  # before the first event, not during it
-    memo.progress_loop = asyncio.create_task(progress.loop(memo.progress, config, logger))
+    memo.progress_loop = asyncio.create_task(progress.loop(memo.progress, config, logger, memo.replica))
     memo.deployments = deployments.Deployments()  # its loop starts with the first ModelDeployment seen
     logger.info(f"visionops operator configuration: {config.public()}")
 

@@ -120,6 +120,12 @@ def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
     return pods(namespace, f"job-name={job_name}")
 
 
+def get_peering(namespace: str | None, name: str) -> dict[str, Any] | None:
+    """kopf's peering object: a KopfPeering in ``namespace``, or the ClusterKopfPeering (``namespace`` None)."""
+    plural = "kopfpeerings" if namespace else "clusterkopfpeerings"
+    return _get_or_none(_path("kopf.dev", "v1", namespace, plural, name))
+
+
 def get_custom(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
     """One of our custom resources, or ``None`` when it does not exist."""
     return _get_or_none(_ours(namespace, plural, name))

@@ -15,6 +15,7 @@ from functools import partial
 
 from . import decisions as d
 from . import status, tracking
+from .peering import Replica
 from .settings import OperatorSettings
 
 
@@ -66,9 +67,10 @@ def read_once(tracker: ProgressTracker, mlflow_uri: str, logger: logging.Logger)
             logger.warning(f"progress of {namespace}/{name}: {type(exc).__name__}: {exc}")
 
 
-async def loop(tracker: ProgressTracker, settings: OperatorSettings, logger: logging.Logger) -> None:
-    """Read progress every ``settings.progress_seconds`` until cancelled (at operator cleanup)."""
+async def loop(tracker: ProgressTracker, settings: OperatorSettings, logger: logging.Logger, replica: Replica) -> None:
+    """Read progress every ``settings.progress_seconds`` while this replica acts, until cancelled (at operator
+    cleanup)."""
     while True:
         await asyncio.sleep(settings.progress_seconds)
-        if settings.mlflow_uri and tracker.snapshot():
+        if settings.mlflow_uri and tracker.snapshot() and await asyncio.to_thread(replica.acting, logger):
             await asyncio.to_thread(read_once, tracker, settings.mlflow_uri, logger)

@@ -19,16 +19,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.e2e import Release
+from fixtures.e2e import Release, prometheus_in
+from fixtures.prometheus import alert_states, query
 from fixtures.stores import ExternalStores
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(5400)]
 
 MODEL = "vision-defect-detector"  # the chart's predictor.modelName and configs/training.yaml's model
+DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "visionops" / "dashboards" / "visionops.json"
 PREDICTOR = "visionops-predictor"  # the chart's InferenceService and predictor Service
 TRAINING_RUN = "e2e-train"
 DRIFT_CHECK = "e2e-drift"
@@ -55,6 +58,14 @@ _passed: set[str] = set()
 def mlflow_stores(external_mlflow_stores: ExternalStores) -> ExternalStores:
     """This module's MLflow: PostgreSQL and S3 outside the cluster (the other e2e modules keep SQLite)."""
     return external_mlflow_stores
+
+
+@pytest.fixture(scope="module")
+def prometheus(e2e_release: Release, e2e_images: dict[str, str]) -> Iterator[str]:
+    """A live Prometheus in the release's namespace from the first test on (it sees the whole loop), finding its
+    targets as the chart's ServiceMonitors describe and evaluating the chart's alerting rules."""
+    with prometheus_in(e2e_release, e2e_images["operator"]) as url:
+        yield url
 
 
 def requires(step: str) -> None:
@@ -141,6 +152,7 @@ def mlflow(release: Release, path: str, **params: str) -> dict:
     return body
 
 
+@pytest.mark.usefixtures("prometheus")
 def test_training_run_trains_in_a_pod_and_survives_an_operator_restart(e2e_release: Release) -> None:
     release = e2e_release
     # Before any model: the predictor pod runs, not Ready, and says what to do; its ModelDeployment says NoModel.
@@ -312,7 +324,7 @@ def broken_version(release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(
-        e2e_release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        e2e_release: Release, prometheus: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     requires("serve")
     release = e2e_release
     image = sample_images(release)[0]
@@ -356,6 +368,8 @@ def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(
     assert f"version {v3} did not become ready" in status["message"], status["message"]
     assert "went back to version " + v2 in status["message"], status["message"]
     assert "cannot load the model" in status["message"], f"not the predictor's own error: {status['message']}"
+    release.wait("the VisionOpsRolloutFailed alert to fire",
+                 lambda: "firing" in alert_states(prometheus, "VisionOpsRolloutFailed"), 120)
     release.wait("the broken pods to go", lambda: answers_only(release, image, v2), 120, 1)
     md = release.get("modeldeployment", PREDICTOR)
     assert md["spec"]["version"] == v2 and status["servingVersion"] == v2
@@ -372,7 +386,7 @@ def test_any_version_goes_to_production_and_back_by_cli_mlflow_and_kubectl(
     _passed.add("deploy")
 
 
-def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_release: Release) -> None:
+def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_release: Release, prometheus: str) -> None:
     requires("train")
     release = e2e_release
     retrain = {k: v for k, v in TRAINING_SPEC.items() if k != "promotion"}
@@ -393,6 +407,8 @@ def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_relea
     status = release.wait(f"DriftCheck {DRIFT_CHECK} to find drift and retrain", checked, 600, every=5)
     assert status.get("driftDetected") is True, f"{status}\n{release.diagnostics()}"
     assert status["driftShare"] >= 0.5 and status["driftedFeatures"], status
+    release.wait("the VisionOpsDriftDetected alert to fire",
+                 lambda: "firing" in alert_states(prometheus, "VisionOpsDriftDetected"), 120)
     assert status.get("reportUri"), "no Evidently report in MLflow"
     assert jobs_of(release, DRIFT_LABEL, DRIFT_CHECK, "drift-check") == [status["lastJobName"]]
 
@@ -418,6 +434,14 @@ def registry(release: Release) -> dict[str, Any]:
                                for v in versions["model_versions"])}
 
 
+def serves_only(release: Release, image: Path, version: str) -> dict:
+    """Wait until only ``version`` answers; then the ModelDeployment says it serves it. Returns its status."""
+    release.wait(f"only version {version} to answer", lambda: answers_only(release, image, version), 300, 1)
+    status = release.get("modeldeployment", PREDICTOR)["status"]
+    assert status["phase"] == "Serving" and status["servingVersion"] == version, status
+    return status
+
+
 def test_a_rollout_finishes_through_an_mlflow_restart(e2e_release: Release) -> None:
     """kubectl sets production while MLflow is down: the ModelDeployment says it waits for MLflow (condition and
     Event), then rolls out once MLflow is back, and the predictor serves the version."""
@@ -439,12 +463,9 @@ def test_a_rollout_finishes_through_an_mlflow_restart(e2e_release: Release) -> N
     ready = release.wait("the ModelDeployment to say it waits for MLflow", waiting_for_mlflow, 60, 0.5)
     assert ready["status"] == "False" and "trying again" in ready["message"], ready
     outage = mlflow_back(release, old)
-    release.wait(f"only version {target} to answer", lambda: answers_only(release, image, target), 300, 1)
-    took = time.monotonic() - started
+    serves_only(release, image, target)
     print(f"[e2e timing] rollout through an MLflow restart: MLflow back after {outage:.1f} s, only version {target} "
-          f"answering {took:.1f} s after the request")
-    status = release.get("modeldeployment", PREDICTOR)["status"]
-    assert status["phase"] == "Serving" and status["servingVersion"] == target, status
+          f"answering {time.monotonic() - started:.1f} s after the request")
     events = release.get("events", "--field-selector", f"involvedObject.name={PREDICTOR},reason=MLflowUnavailable")
     assert events["items"], "no MLflowUnavailable Event"
     alias = mlflow(release, "registered-models/alias", name=MODEL, alias="production")["model_version"]
@@ -459,8 +480,8 @@ def acting_operator(release: Release) -> str:
 
 
 def test_a_rollout_finishes_when_the_acting_operator_dies(e2e_release: Release) -> None:
-    """Two operator replicas: the acting one is killed (no grace) as a rollout starts; the other takes over within
-    the peering lifetime and finishes the rollout, recorded once."""
+    """Two operator replicas: the acting one is force-deleted as a rollout starts; the other takes over and finishes
+    the rollout, recorded once."""
     requires("mlflow-restart")
     release = e2e_release
     image = sample_images(release)[0]
@@ -484,12 +505,9 @@ def test_a_rollout_finishes_when_the_acting_operator_dies(e2e_release: Release) 
     successor = release.wait("another replica to act",
                              lambda: (a := acting_operator(release)) != acting and a, 120, 0.5)
     took_over = time.monotonic() - killed
-    release.wait(f"only version {target} to answer", lambda: answers_only(release, image, target), 300, 1)
-    finished = time.monotonic() - killed
-    print(f"[e2e timing] acting operator killed mid-rollout: {successor} acted {took_over:.1f} s after (peering "
-          f"lifetime 10 s); only version {target} answering {finished:.1f} s after the kill")
-    status = release.get("modeldeployment", PREDICTOR)["status"]
-    assert status["phase"] == "Serving" and status["servingVersion"] == target, status
+    status = serves_only(release, image, target)
+    print(f"[e2e timing] acting operator killed mid-rollout: {successor} acted {took_over:.1f} s after; only "
+          f"version {target} answering {time.monotonic() - killed:.1f} s after the kill")
     assert [h["version"] for h in status["history"][moves:]] == [target], status["history"][moves:]
     assert status["rollout"]["outcome"] == "Succeeded", status["rollout"]
 
@@ -515,6 +533,28 @@ def _registry_or_none(release: Release) -> dict[str, Any] | None:
         return registry(release)
     except (AssertionError, OSError):
         return None
+
+
+def test_every_dashboard_panel_shows_data(e2e_release: Release, prometheus: str) -> None:
+    """After the loop (predictions, rollouts, drift): every panel query of the chart's Grafana dashboard, its variables
+    set to this release, returns numbers from the live Prometheus."""
+    requires("serve")
+    release = e2e_release
+    image = sample_images(release)[0]
+    assert all(serving_version(release, image) for _ in range(5)), "the predictor does not answer"
+    time.sleep(6)  # three scrapes: the rates see these predictions
+    variables = {"$namespace": release.namespace, "$model": MODEL, "$__rate_interval": "2m"}
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = [(panel["title"], target["expr"]) for panel in panels for target in panel.get("targets", [])]
+    assert len(queries) >= 10, queries
+    empty = []
+    for title, expr in queries:
+        for variable, value in variables.items():
+            expr = expr.replace(variable, value)
+        values = [float(sample["value"][1]) for sample in query(prometheus, expr)]
+        if not [v for v in values if v == v]:  # no sample, or NaN only
+            empty.append(f"{title}: {expr} -> {values}")
+    assert not empty, "dashboard panels without data:\n" + "\n".join(empty)
 
 
 # Inside a pod of each image: no extra CA is installed and the system bundle holds none of the build host's

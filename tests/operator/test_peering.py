@@ -1,6 +1,7 @@
 """Two operator replicas (``python -m visionops_operator --peering``, as the chart runs operator.replicas: 2) against
 the real control plane: one acts, the other waits; the active one is killed (SIGKILL: no goodbye) in the middle of
-a burst of TrainingRuns; the other takes over within the peering lifetime, and every run ends with exactly one Job."""
+a burst of TrainingRuns; the other takes over within the peering lifetime, and every run ends with exactly one Job.
+Before it, kopf's rule as the operator's own loops read it (visionops_operator.peering.acts)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from k8s import create, custom, jobs, wait_until
+from visionops_operator.peering import acts
 
 from visionops.local_mlflow import free_port
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 REPO = Path(__file__).resolve().parents[2]
 PEERING = "visionops-operator"
@@ -26,6 +29,23 @@ LIFETIME = 4  # seconds: how long the standby waits for a replica that died sile
 RUNS = 200
 SPEC = {"dataset": {"pvc": "datasets", "path": "vision"}, "hyperparameters": {"epochs": 1, "imgsz": 64},
         "model": {"name": "peering-detector"}}
+
+
+def record(priority: int, seen_ago: float = 1, lifetime: int = 10) -> dict:
+    return {"priority": priority, "lifetime": lifetime, "lastseen": (NOW - timedelta(seconds=seen_ago)).isoformat()}
+
+
+def test_a_replica_acts_unless_a_live_peer_has_its_priority_or_more() -> None:
+    assert acts({"a": record(9), "b": record(5)}, "a", 9, NOW)
+    assert not acts({"a": record(9), "b": record(5)}, "b", 5, NOW)
+    assert not acts({"a": record(5), "b": record(5)}, "a", 5, NOW), "equal priorities: kopf pauses both"
+    assert acts({"a": record(9, seen_ago=11), "b": record(5)}, "b", 5, NOW), "a's record expired: it is dead"
+    assert acts({}, "a", 5, NOW) and acts({"a": record(5)}, "a", 5, NOW)
+
+
+def test_without_an_identity_a_replica_is_the_peer_of_its_priority() -> None:
+    assert acts({"x": record(9), "y": record(5)}, "", 9, NOW)
+    assert not acts({"x": record(9), "y": record(5)}, "", 5, NOW)
 
 
 def replica(name: str, namespace: str, kubeconfig: Path, log: Path) -> subprocess.Popen:
@@ -54,6 +74,8 @@ def job_counts(namespace: str) -> Counter:
     return Counter(job.metadata.labels.get(label) for job in jobs(namespace, label))
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(visionops_crds, kube_cluster, k8s_namespace,
                                                                      tmp_path: Path) -> None:
     ns = k8s_namespace

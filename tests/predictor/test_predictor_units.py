@@ -393,3 +393,17 @@ def test_the_bodies_in_flight_fit_the_memory_limit_and_one_request_always_fits(t
     assert gate.take(25) and not gate.take(1), "one request is always admitted, then nothing past the capacity"
     gate.give_back(25)
     assert gate.take(6) and gate.take(4) and not gate.take(1) and gate.held == 10
+
+
+def test_a_loaded_model_has_its_error_and_image_series_at_zero() -> None:
+    """The dashboard's Errors and Images panels show 0 on a fresh pod, not "no data"."""
+    from prometheus_client import REGISTRY
+
+    from predictor import metrics
+    from predictor.artifacts import ModelInfo
+
+    metrics.set_active_model("fresh-detector", ModelInfo(name="fresh-detector", version="7"))
+    labels = {"model_name": "fresh-detector"}
+    assert REGISTRY.get_sample_value("visionops_prediction_errors_total",
+                                     labels | {"reason": "inference_error"}) == 0.0
+    assert REGISTRY.get_sample_value("visionops_images_predicted_total", labels) == 0.0
