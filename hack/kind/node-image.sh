@@ -73,7 +73,8 @@ image_key() {
   {
     printf '%s\n' "$K8S_VERSION" "$KIND_MODULE_VERSION" node-image-v1
     docker_ image inspect --format '{{.Id}}' "$BASE_IMAGE"
-    sha256sum "$HERE"/node-image.sh "$HERE"/default-cni.yaml "$HERE"/node-base.Dockerfile "$HERE"/runc-without-sys-resource
+    # Names relative to hack/kind: every clone of the same commit has the same key (the path is not hashed).
+    (cd "$HERE" && sha256sum node-image.sh default-cni.yaml node-base.Dockerfile runc-without-sys-resource)
     (cd "$BIN" && sha256sum kubeadm kubelet kubectl crictl kube-apiserver kube-controller-manager kube-scheduler kube-proxy \
       etcd coredns pause kube-router local-path-provisioner)
   } | sha256sum | cut -c1-12
