@@ -50,10 +50,10 @@ import requests
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from fixtures.models import train_tiny_model_dir  # noqa: E402
-from test_predictor_onnx import export_onnx_model_dir  # noqa: E402
+from fixtures.predictor_process import export_onnx_model_dir  # noqa: E402
 
 from predictor.artifacts import int8_model  # noqa: E402
 from predictor.detections import image_prediction  # noqa: E402

@@ -36,10 +36,10 @@ import requests
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bench_predictor import Server, in_workdir, load_images, tiny_vision_model  # noqa: E402
-from test_predictor_memory import MB, ProcessMemory, over_limit_request, worst_request  # noqa: E402
+from fixtures.predictor_process import MB, ProcessMemory, over_limit_request, worst_request  # noqa: E402
 
 from predictor.admission import inflight_budget, request_memory_bound  # noqa: E402
 from predictor.cli import LIMIT_FLAGS, build_parser, limit_env  # noqa: E402

@@ -25,10 +25,10 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "predictor")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bench_predictor import Server, in_workdir, load_images, tiny_vision_model  # noqa: E402
-from test_predictor_memory import MB, ProcessMemory  # noqa: E402
+from fixtures.predictor_process import MB, ProcessMemory  # noqa: E402
 
 from predictor.settings import ServingSettings  # noqa: E402
 

@@ -8,7 +8,6 @@ work, the server's memory came back down, and its log holds no traceback (a 4xx 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -22,10 +21,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from fixtures.predictor_process import (
+    MB,
+    NAME,
+    Predictor,
+    ProcessMemory,
+    b64,
+    png_chunk,
+    solid_image,
+    start_predictor,
+)
 from PIL import Image
-from test_predictor_memory import MB, ProcessMemory, solid_image
-from test_predictor_onnx import export_onnx_model_dir
-from test_predictor_server import NAME, Predictor, _start
 
 pytestmark = pytest.mark.slow
 
@@ -38,29 +44,21 @@ V2 = f"/v2/models/{NAME}/infer"
 CLOSED = 0  # "status" of a connection closed without an answer
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt, **options)
     return buf.getvalue()
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def png_header(width: int, height: int) -> bytes:
     """A PNG that only declares its size (no pixel data): what a decompression bomb shows before decoding."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"")) + \
-        _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"")) + \
+        png_chunk(b"IEND", b"")
 
 
 GOOD_PNG = _encode(Image.effect_noise((48, 32), 60).convert("RGB"), "PNG")
-GOOD = _b64(GOOD_PNG)
+GOOD = b64(GOOD_PNG)
 SIDE = 1024  # sqrt(max_image_pixels)
 
 
@@ -94,7 +92,7 @@ def v2(inputs: object) -> Send:
 
 
 def v1_images(*images: bytes) -> Send:
-    return v1({"instances": [_b64(raw) for raw in images]})
+    return v1({"instances": [b64(raw) for raw in images]})
 
 
 def raw(data: bytes, drip_seconds: float = 0.0) -> Send:
@@ -158,7 +156,7 @@ def _exif_rotated_jpeg() -> bytes:
 
 def _text_bomb_png() -> bytes:
     """A valid PNG with a zTXt chunk that inflates to 50 MB."""
-    bomb = _png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * 50_000_000, 9))
+    bomb = png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * 50_000_000, 9))
     return GOOD_PNG[:33] + bomb + GOOD_PNG[33:]
 
 
@@ -213,7 +211,7 @@ CASES = [
     Case("b64-data-url-garbage", v1({"instances": ["data:image/png;base64,@@@"]}), 400, "not valid base64",
          "not_base64"),
     Case("b64-second-image-bad", v1({"instances": [GOOD, "!!"]}), 400, "image 1 is not valid base64", "not_base64"),
-    Case("b64-over-max-image-bytes", v1({"instances": [_b64(b"\0" * 1_000_001)]}), 413,
+    Case("b64-over-max-image-bytes", v1({"instances": [b64(b"\0" * 1_000_001)]}), 413,
          "over the limit of 1000000 bytes (max_image_bytes)", "image_too_large"),
     # -- image formats -----------------------------------------------------------------------------------------
     Case("format-text", v1_images(b"GIF? no, just text"), 400, "image 0 (18 bytes) is not a readable image",
@@ -366,17 +364,12 @@ def _count(metrics: str, code: int, reason: str) -> float:
 # -- fixtures -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
-
-
-@pytest.fixture(scope="module")
 def hostile_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Predictor, int]]:
     """The predictor with small limits (:data:`LIMITS`) and its RSS after a first good request."""
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in LIMITS.items()]
-    server = _start(["--model-dir", str(model_dir), "--imgsz", "64", "--confidence", "0.0001",
-                     f"--timeout-keep-alive={IDLE_SECONDS}", *flags],
-                    tmp_path_factory.mktemp("predictor-hostile") / "server.log")
+    server = start_predictor(["--model-dir", str(model_dir), "--imgsz", "64", "--confidence", "0.0001",
+                              f"--timeout-keep-alive={IDLE_SECONDS}", *flags],
+                             tmp_path_factory.mktemp("predictor-hostile") / "server.log")
     assert server.v1({"instances": [GOOD]}).status_code == 200
     yield server, ProcessMemory(server.proc.pid).rss()
     server.stop()
@@ -408,12 +401,12 @@ def test_hostile_request_is_refused_clearly_and_counted(hostile_server: tuple[Pr
 def test_after_the_hostile_requests_the_server_answers_and_memory_is_back(hostile_server: tuple[Predictor, int],
                                                                            tiny_images: list[bytes]):
     server, baseline = hostile_server
-    good = server.v1({"instances": [_b64(image) for image in tiny_images[:2]]})
+    good = server.v1({"instances": [b64(image) for image in tiny_images[:2]]})
     assert good.status_code == 200 and len(good.json()["predictions"]) == 2
     v2 = server.v2({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [GOOD]}]})
     assert v2.status_code == 200
     # a decode at the per-image cap, then memory comes back down
-    at_cap = server.v1({"instances": [_b64(solid_image(SIDE, SIDE, "RGBA", orientation=6))] * 2})
+    at_cap = server.v1({"instances": [b64(solid_image(SIDE, SIDE, "RGBA", orientation=6))] * 2})
     assert at_cap.status_code == 200, at_cap.text[:300]
     assert ProcessMemory(server.proc.pid).rss() - baseline < 64 * MB
     log = server.log.read_text()
@@ -434,8 +427,8 @@ def test_bodies_in_flight_are_bounded_the_next_waits_for_a_503_with_retry_after(
     would go past it is answered 503 + Retry-After before its body is read, counted, and the server stays whole.
     One request is always admitted; a body that is answered gives its bytes back."""
     budget = 3 * MB
-    server = _start(["--model-dir", str(model_dir), "--imgsz", "64", "--max-body-bytes", str(2 * MB),
-                     "--max-inflight-body-bytes", str(budget)], tmp_path / "server.log")
+    server = start_predictor(["--model-dir", str(model_dir), "--imgsz", "64", "--max-body-bytes", str(2 * MB),
+                              "--max-inflight-body-bytes", str(budget)], tmp_path / "server.log")
     try:
         assert "request bodies in flight at once: at most 3 MiB (max_inflight_body_bytes)" in server.log.read_text()
         holding = socket.create_connection(("127.0.0.1", server.port), timeout=20)

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from fixtures.predictor_process import NAME, Predictor, export_onnx_model_dir, png16_rgb, start_predictor
 from PIL import Image
-from test_predictor_onnx import export_onnx_model_dir
-from test_predictor_server import NAME, Predictor, _start
-from test_predictor_units import png16_rgb
 
 from predictor import images
 from predictor.onnx_yolo import preprocess
@@ -105,13 +103,14 @@ def test_the_old_conversion_was_wrong_for_16_bit(files: dict[str, Path]):
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``model_dir`` of ``fixtures.predictor_process``, here exported to ONNX at this module's ``IMGSZ``."""
     return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"), imgsz=IMGSZ)
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
-    predictor = _start(["--model-dir", str(model_dir), "--imgsz", str(IMGSZ), "--confidence", "0.0001"],
-                       tmp_path_factory.mktemp("predictor-images") / "server.log")
+    predictor = start_predictor(["--model-dir", str(model_dir), "--imgsz", str(IMGSZ), "--confidence", "0.0001"],
+                                tmp_path_factory.mktemp("predictor-images") / "server.log")
     yield predictor
     predictor.stop()
 

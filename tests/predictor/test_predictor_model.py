@@ -15,7 +15,6 @@ import pytest
 from fixtures.models import RegisteredModel, register_model_dir
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 from PIL import Image
-from test_predictor_onnx import export_onnx_model_dir
 
 from predictor.artifacts import UNKNOWN, ModelArtifactError
 from predictor.cli import main
@@ -25,12 +24,6 @@ from predictor.settings import ServingSettings
 pytestmark = pytest.mark.slow
 
 SETTINGS = ServingSettings.from_config({"imgsz": 64, "confidence": 0.0001})
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's tiny trained model in the full artifact layout (with ``best.onnx``)."""
-    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from fixtures.predictor_process import constant_model
 from PIL import Image
 
 from predictor.artifacts import ModelArtifactError
@@ -35,43 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 def runtime(request: pytest.FixtureRequest) -> str:
     """Each runtime the predictor can run ``best.onnx`` on."""
     return request.param
-
-
-def export_onnx_model_dir(model_dir: Path, out: Path, imgsz: int = 64) -> Path:
-    """A copy of a model dir with ``best.onnx`` exported from its ``best.pt`` the way the training job does
-    (``format="onnx", imgsz=<training imgsz>, simplify=True``); a dir whose ``best.onnx`` already takes
-    ``imgsz`` pixels is returned as is."""
-    existing = model_dir / "best.onnx"
-    if existing.is_file() and onnx.load(str(existing)).graph.input[0].type.tensor_type.shape.dim[2].dim_value == imgsz:
-        return model_dir
-    shutil.copytree(model_dir, out, dirs_exist_ok=True)
-    (out / "best.onnx").unlink(missing_ok=True)
-    from visionops import offline
-
-    offline.configure()
-    from ultralytics import YOLO
-
-    exported = Path(YOLO(str(out / "best.pt")).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True,
-                                                      verbose=False))
-    if exported != out / "best.onnx":
-        shutil.move(exported, out / "best.onnx")
-    return out
-
-
-def constant_model(path: Path, output: np.ndarray, input_shape: list, output_shape: list | None = None,
-                   metadata: dict[str, str] | None = None) -> Path:
-    """An ONNX file whose single output is always ``output`` (its input is ignored)."""
-    node = helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(output.astype(np.float32)))
-    graph = helper.make_graph(
-        [node], "constant",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, output_shape or list(output.shape))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # readable by every onnxruntime release we may pin
-    onnx.helper.set_model_props(model, metadata or {})
-    onnx.save(model, str(path))
-    return path
 
 
 def raw_output(boxes_xywh: list[list[float]], scores: list[list[float]]) -> np.ndarray:
@@ -190,18 +151,12 @@ def _assert_same_detections(weights: Path, onnx_path: Path, runtime: str, images
     return total
 
 
-@pytest.fixture(scope="module")
-def onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
-
-
 @pytest.mark.slow
-def test_parity_with_ultralytics_on_the_trained_tiny_model(onnx_model_dir: Path, tiny_images: list[bytes],
-                                                           runtime: str):
+def test_parity_with_ultralytics_on_the_trained_tiny_model(model_dir: Path, tiny_images: list[bytes], runtime: str):
     # conf 0.001: above the class scores the head starts from (about 0.00035, nearly tied across classes in a
     # one-epoch model, so which class an anchor's best is can differ in the last float bit between runtimes)
-    total = _assert_same_detections(onnx_model_dir / "best.pt", onnx_model_dir / "best.onnx", runtime,
-                                    _variants(tiny_images), conf=0.001, imgsz=64)
+    total = _assert_same_detections(model_dir / "best.pt", model_dir / "best.onnx", runtime, _variants(tiny_images),
+                                    conf=0.001, imgsz=64)
     assert total > 0
 
 

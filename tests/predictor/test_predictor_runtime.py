@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import sys
 import time
@@ -25,9 +24,8 @@ import pytest
 import requests
 from fixtures.models import register_model_dir
 from fixtures.netaudit import NetAudit
+from fixtures.predictor_process import NAME, Predictor, b64, constant_model, start_predictor
 from PIL import Image
-from test_predictor_onnx import constant_model, export_onnx_model_dir
-from test_predictor_server import NAME, Predictor, _start
 
 from predictor.cli import build_parser, main
 from predictor.onnx_yolo import YoloOnnx
@@ -111,25 +109,15 @@ def test_openvino_sends_no_usage_event(tmp_path: Path):
 
 # -- each runtime, served -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's tiny trained model in the full artifact layout (with ``best.onnx``)."""
-    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
-
-
 @pytest.fixture(scope="module", params=RUNTIMES)
 def served(request: pytest.FixtureRequest, model_dir: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Predictor]]:
     """``(runtime, the predictor serving model_dir on it)``."""
-    server = _start(["--model-dir", str(model_dir), "--runtime", request.param, "--imgsz", "64",
-                     "--confidence", str(CONFIDENCE), "--intra-op-threads", "2"],
-                    tmp_path_factory.mktemp(f"predictor-{request.param}") / "server.log")
+    server = start_predictor(["--model-dir", str(model_dir), "--runtime", request.param, "--imgsz", "64",
+                              "--confidence", str(CONFIDENCE), "--intra-op-threads", "2"],
+                             tmp_path_factory.mktemp(f"predictor-{request.param}") / "server.log")
     yield request.param, server
     server.stop()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.mark.slow
@@ -138,7 +126,7 @@ def test_the_server_answers_what_the_runtime_detects(served: tuple[str, Predicto
     runtime, server = served
     assert f"on {runtime} " in server.log.read_text()  # the start line names the runtime, its version and threads
     detector = YoloOnnx(model_dir / "best.onnx", runtime)
-    response = server.v1({"instances": [_b64(image) for image in tiny_images]})
+    response = server.v1({"instances": [b64(image) for image in tiny_images]})
     assert response.status_code == 200, response.text
     for raw, prediction in zip(tiny_images, response.json()["predictions"], strict=True):
         found = detector.detect(Image.open(io.BytesIO(raw)).convert("RGB"), CONFIDENCE, 0.45)
@@ -151,7 +139,7 @@ def test_the_server_answers_what_the_runtime_detects(served: tuple[str, Predicto
 @pytest.mark.slow
 def test_four_concurrent_clients_get_the_answers_of_one(served: tuple[str, Predictor], tiny_images: list[bytes]):
     _, server = served
-    expected = [server.v1({"instances": [_b64(image)]}).json()["predictions"][0]["detections"] for image in tiny_images]
+    expected = [server.v1({"instances": [b64(image)]}).json()["predictions"][0]["detections"] for image in tiny_images]
 
     def client(offset: int) -> list[tuple[int, int, list]]:
         with requests.Session() as session:
@@ -159,7 +147,7 @@ def test_four_concurrent_clients_get_the_answers_of_one(served: tuple[str, Predi
             for i in range(8):
                 index = (offset + i) % len(tiny_images)
                 response = session.post(f"{server.url}/v1/models/{NAME}:predict", timeout=60,
-                                        json={"instances": [_b64(tiny_images[index])]})
+                                        json={"instances": [b64(tiny_images[index])]})
                 answers.append((index, response.status_code, response.json()["predictions"][0]["detections"]
                                 if response.ok else response.text))
             return answers
@@ -211,7 +199,7 @@ def test_without_a_model_it_stays_up_not_ready_and_serves_once_one_is_promoted(
         for path in (f"/v2/models/{NAME}/ready", f"/v1/models/{NAME}"):
             model_ready = requests.get(f"{server.url}{path}", timeout=5)
             assert model_ready.status_code == 503 and "no model to serve yet" in model_ready.json()["error"], path
-        refused = server.v1({"instances": [_b64(tiny_images[0])]})
+        refused = server.v1({"instances": [b64(tiny_images[0])]})
         assert refused.status_code == 503 and "no model to serve yet" in refused.json()["error"]
         assert requests.get(f"{server.url}/v1/models", timeout=5).json() == {"models": [NAME]}
         time.sleep(3)  # a few more looks, all finding nothing
@@ -220,7 +208,7 @@ def test_without_a_model_it_stays_up_not_ready_and_serves_once_one_is_promoted(
         registered = register_model_dir(mlflow_uri, model_dir, name)  # the first promotion
         _wait_for(lambda: requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200, 60,
                   "ready after the alias was set", server.log)
-        response = server.v1({"instances": [_b64(tiny_images[0])]})
+        response = server.v1({"instances": [b64(tiny_images[0])]})
         assert response.status_code == 200 and response.json()["predictions"][0]["num_detections"] > 0
         info = (f'visionops_active_model_info{{alias="production",model_name="{NAME}",'
                 f'run_id="{registered.run_id}",version="{registered.version}"}} 1.0')

@@ -1,125 +1,32 @@
 """The real KServe ModelServer (``python -m predictor``) over HTTP, with a really trained tiny model.
 
-Model from a local dir and from the MLflow registry (``models:/<name>@production``, real server).
+Model from a local dir and from the MLflow registry (``models:/<name>@production``, real server); the server of the
+module is ``predictor_server`` (``fixtures.predictor_process``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from fixtures.models import RegisteredModel, register_model_dir
-from test_predictor_onnx import export_onnx_model_dir
-
-from visionops.local_mlflow import free_port
+from fixtures.predictor_process import (
+    MAX_BYTES,
+    MAX_IMAGES,
+    NAME,
+    Predictor,
+    b64,
+    check_prediction,
+    class_names,
+    start_predictor,
+)
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-NAME = "vision-defect-detector"  # configs/serving.yaml model_name: the URL name without --model_name
-MAX_IMAGES = 3
-MAX_BYTES = 300_000
-
-
-class Predictor:
-    """A running ``python -m predictor`` subprocess and its base URL."""
-
-    def __init__(self, args: list[str], log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        cmd = [sys.executable, "-m", "predictor", *args, "--http_port", str(self.port),
-               "--grpc_port", str(free_port())]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"predictor exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"predictor not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def v1(self, body, **kwargs) -> requests.Response:
-        return requests.post(f"{self.url}/v1/models/{NAME}:predict", json=body, timeout=60, **kwargs)
-
-    def v2(self, body) -> requests.Response:
-        return requests.post(f"{self.url}/v2/models/{NAME}/infer", json=body, timeout=60)
-
-    def metrics(self) -> str:
-        return requests.get(f"{self.url}/metrics", timeout=10).text
-
-
-def _start(args: list[str], log: Path) -> Predictor:
-    server = Predictor(args, log)
-    try:
-        server.wait_ready()
-    except Exception:
-        server.stop()
-        raise
-    return server
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's tiny trained model in the full artifact layout (with ``best.onnx``)."""
-    return export_onnx_model_dir(tiny_model_dir, tmp_path_factory.mktemp("onnx-model"))
-
-
-@pytest.fixture(scope="module")
-def predictor_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
-    """The predictor serving ``model_dir``; a very low confidence so the 1-epoch model returns boxes."""
-    server = _start(["--model-dir", str(model_dir), "--imgsz", "64", "--confidence", "0.0001",
-                     "--max-images-per-request", str(MAX_IMAGES), "--max-image-bytes", str(MAX_BYTES)],
-                    tmp_path_factory.mktemp("predictor") / "server.log")
-    yield server
-    server.stop()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _check_prediction(prediction: dict, names: list[str]) -> None:
-    assert set(prediction) == {"detections", "num_detections", "image_size", "inference_time_ms"}
-    assert prediction["num_detections"] == len(prediction["detections"]) > 0
-    width, height = prediction["image_size"]["width"], prediction["image_size"]["height"]
-    assert width > 0 and height > 0
-    for det in prediction["detections"]:
-        assert set(det) == {"class_id", "class_name", "confidence", "bbox"}
-        assert det["class_name"] == names[det["class_id"]]
-        assert 0.0 < det["confidence"] <= 1.0
-        x1, y1, x2, y2 = det["bbox"]
-        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
-
-
-def _names(model_dir: Path) -> list[str]:
-    return json.loads((model_dir / "class_map.json").read_text())["names"]
-
 
 def test_readiness_and_metadata(predictor_server: Predictor):
     url = predictor_server.url
@@ -137,26 +44,26 @@ def test_readiness_and_metadata(predictor_server: Predictor):
 
 
 def test_v1_predict_one_and_several_images(predictor_server: Predictor, tiny_images: list[bytes], model_dir: Path):
-    names = _names(model_dir)
-    one = predictor_server.v1({"instances": [{"image": {"b64": _b64(tiny_images[0])}}]})
+    names = class_names(model_dir)
+    one = predictor_server.v1({"instances": [{"image": {"b64": b64(tiny_images[0])}}]})
     assert one.status_code == 200, one.text
     (prediction,) = one.json()["predictions"]
-    _check_prediction(prediction, names)
+    check_prediction(prediction, names)
 
-    forms = [{"image": {"b64": _b64(tiny_images[0])}}, {"b64": _b64(tiny_images[1])}, _b64(tiny_images[2])]
+    forms = [{"image": {"b64": b64(tiny_images[0])}}, {"b64": b64(tiny_images[1])}, b64(tiny_images[2])]
     several = predictor_server.v1({"instances": forms})
     assert several.status_code == 200, several.text
     predictions = several.json()["predictions"]
     assert len(predictions) == 3
     for p in predictions:
-        _check_prediction(p, names)
+        check_prediction(p, names)
     assert predictions[0]["detections"] == prediction["detections"]  # same image, same answer
 
 
 def test_v2_infer_bytes_base64(predictor_server: Predictor, tiny_images: list[bytes], model_dir: Path):
-    names = _names(model_dir)
+    names = class_names(model_dir)
     body = {"id": "req-1", "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES",
-                                       "data": [_b64(tiny_images[0]), _b64(tiny_images[1])]}]}
+                                       "data": [b64(tiny_images[0]), b64(tiny_images[1])]}]}
     response = predictor_server.v2(body)
     assert response.status_code == 200, response.text
     out = response.json()
@@ -165,28 +72,28 @@ def test_v2_infer_bytes_base64(predictor_server: Predictor, tiny_images: list[by
     assert output["name"] == "detections" and output["datatype"] == "BYTES" and output["shape"] == [2]
     predictions = [json.loads(text) for text in output["data"]]
     for p in predictions:
-        _check_prediction(p, names)
-    v1 = predictor_server.v1({"instances": [_b64(tiny_images[0])]}).json()["predictions"][0]
+        check_prediction(p, names)
+    v1 = predictor_server.v1({"instances": [b64(tiny_images[0])]}).json()["predictions"][0]
     assert predictions[0]["detections"] == v1["detections"]  # both protocols, one model, one answer
 
 
 def _bad_v1_cases(image: bytes) -> list[tuple[str, object, str]]:
     return [
         ("not_base64", {"instances": [{"image": {"b64": "%%% not base64 %%%"}}]}, "image 0 is not valid base64"),
-        ("not_an_image", {"instances": [{"image": {"b64": _b64(b"GIF? no, just text")}}]},
+        ("not_an_image", {"instances": [{"image": {"b64": b64(b"GIF? no, just text")}}]},
          "image 0 (18 bytes) is not a readable image"),
         ("empty_image", {"instances": [{"image": {"b64": ""}}]}, "image 0 is empty"),
-        ("image_too_large", {"instances": [_b64(image), _b64(b"\0" * (MAX_BYTES + 1))]},
+        ("image_too_large", {"instances": [b64(image), b64(b"\0" * (MAX_BYTES + 1))]},
          f"image 1 is {MAX_BYTES + 1} bytes decoded, over the limit of {MAX_BYTES} bytes"),
-        ("too_many_images", {"instances": [_b64(image)] * (MAX_IMAGES + 1)},
+        ("too_many_images", {"instances": [b64(image)] * (MAX_IMAGES + 1)},
          f"holds {MAX_IMAGES + 1} images, more than the limit of {MAX_IMAGES}"),
         ("no_images", {"instances": []}, "holds no images"),
         # KServe's Model.validate answers this one before predict() runs
-        ("bad_request", {"instances": {"image": {"b64": _b64(image)}}}, 'Expected "instances" to be a list'),
+        ("bad_request", {"instances": {"image": {"b64": b64(image)}}}, 'Expected "instances" to be a list'),
         ("bad_request", ["not", "an", "object"], "must be a JSON object"),
-        ("missing_field", {"images": [_b64(image)]}, "lacks the field 'instances'"),
-        ("missing_field", {"instances": [{"picture": _b64(image)}]}, "instances[0] lacks the field 'image'"),
-        ("missing_field", {"instances": [{"image": {"data": _b64(image)}}]}, "lacks the field 'b64'"),
+        ("missing_field", {"images": [b64(image)]}, "lacks the field 'instances'"),
+        ("missing_field", {"instances": [{"picture": b64(image)}]}, "instances[0] lacks the field 'image'"),
+        ("missing_field", {"instances": [{"image": {"data": b64(image)}}]}, "lacks the field 'b64'"),
     ]
 
 
@@ -194,7 +101,7 @@ OVER_A_LIMIT = ("image_too_large", "too_many_images")  # 413, the other refusals
 
 
 def test_bad_v1_inputs_get_4xx_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
-    good = {"instances": [_b64(tiny_images[0])]}
+    good = {"instances": [b64(tiny_images[0])]}
     for code, body, message in _bad_v1_cases(tiny_images[0]):
         response = predictor_server.v1(body)
         assert response.status_code == (413 if code in OVER_A_LIMIT else 400), (code, response.text)
@@ -213,14 +120,14 @@ def test_bad_v1_inputs_get_4xx_with_a_precise_message(predictor_server: Predicto
 
 
 def test_bad_v2_inputs_get_4xx_with_a_precise_message(predictor_server: Predictor, tiny_images: list[bytes]):
-    image = _b64(tiny_images[0])
+    image = b64(tiny_images[0])
     cases = [
         ([{"name": "image", "shape": [1], "datatype": "FP32", "data": [1.0]}], "has datatype FP32"),
         ([{"name": "a", "shape": [1], "datatype": "BYTES", "data": [image]},
           {"name": "b", "shape": [1], "datatype": "BYTES", "data": [image]}], "expected exactly one input"),
         ([{"name": "image", "shape": [2], "datatype": "BYTES", "data": [image]}], "has shape [2] (2 elements)"),
         ([{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["not base64!"]}], "not valid base64"),
-        ([{"name": "image", "shape": [1], "datatype": "BYTES", "data": [_b64(b"text")]}], "not a readable image"),
+        ([{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(b"text")]}], "not a readable image"),
         ([{"name": "image", "shape": [MAX_IMAGES + 1], "datatype": "BYTES", "data": [image] * (MAX_IMAGES + 1)}],
          "more than the limit"),
     ]
@@ -237,7 +144,7 @@ def test_bad_v2_inputs_get_4xx_with_a_precise_message(predictor_server: Predicto
 
 def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, tiny_images: list[bytes],
                                                   model_dir: Path):
-    assert predictor_server.v1({"instances": [_b64(tiny_images[3])]}).status_code == 200
+    assert predictor_server.v1({"instances": [b64(tiny_images[3])]}).status_code == 200
     metrics = predictor_server.metrics()
     for series in (
         f'visionops_images_predicted_total{{model_name="{NAME}"}}',
@@ -248,7 +155,7 @@ def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, t
     ):
         assert series in metrics, series
     by_class = [line for line in metrics.splitlines() if line.startswith("visionops_detections_total{")]
-    assert by_class and all(any(f'class_name="{n}"' in line for n in _names(model_dir)) for line in by_class)
+    assert by_class and all(any(f'class_name="{n}"' in line for n in class_names(model_dir)) for line in by_class)
     # the old name, one release longer: the same series and values
     old = [line for line in metrics.splitlines() if line.startswith("visionops_predictions_total{")]
     assert [line.replace("visionops_predictions_total", "visionops_detections_total") for line in old] == by_class
@@ -263,14 +170,14 @@ def test_metrics_show_visionops_and_kserve_series(predictor_server: Predictor, t
 def test_serves_a_registered_model_from_mlflow(mlflow_uri: str, model_dir: Path, tiny_images: list[bytes],
                                                tmp_path: Path):
     registered: RegisteredModel = register_model_dir(mlflow_uri, model_dir, f"served-detector-{uuid.uuid4().hex[:6]}")
-    server = _start(["--model-uri", registered.alias_uri, "--tracking-uri", mlflow_uri,
-                     "--download-dir", str(tmp_path / "download"), "--imgsz", "64", "--confidence", "0.0001"],
-                    tmp_path / "server.log")
+    server = start_predictor(["--model-uri", registered.alias_uri, "--tracking-uri", mlflow_uri,
+                              "--download-dir", str(tmp_path / "download"), "--imgsz", "64", "--confidence", "0.0001"],
+                             tmp_path / "server.log")
     try:
-        response = server.v1({"instances": [_b64(tiny_images[0])]})
+        response = server.v1({"instances": [b64(tiny_images[0])]})
         assert response.status_code == 200, response.text
         assert response.json()["predictions"][0]["num_detections"] > 0
-        image = _b64(tiny_images[0])
+        image = b64(tiny_images[0])
         v2 = server.v2({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [image]}]})
         assert v2.json()["model_version"] == registered.version
         info = (f'visionops_active_model_info{{alias="production",model_name="{NAME}",'

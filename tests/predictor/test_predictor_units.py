@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.predictor_process import png16_rgb
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from PIL import Image
@@ -168,16 +167,6 @@ def test_sixteen_bit_grayscale_keeps_the_high_byte_as_opencv_does():
     np.testing.assert_array_equal(np.asarray(image), samples >> 8)  # not clipped to white
     rgb = np.stack([samples, samples[::-1], 65535 - samples], axis=-1)
     np.testing.assert_array_equal(np.asarray(images.decode(png16_rgb(rgb), 0, MAX_PIXELS)), rgb >> 8)
-
-
-def png16_rgb(samples: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG of ``uint16 [h, w, 3]`` samples (Pillow cannot write one)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    height, width, _ = samples.shape
-    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in samples)  # filter type 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def test_float_pixels_are_refused_with_a_message():

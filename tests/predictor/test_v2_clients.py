@@ -2,7 +2,7 @@
 
 ``tritonclient.http`` (JSON ``BYTES`` of base64 sent untyped, the binary tensor extension with the image files, JSON
 and binary answers) and KServe's own ``InferenceRESTClient``; one server for the module (``predictor_server`` of
-``test_predictor_server``: at most 3 images and 300 kB per image).
+``fixtures.predictor_process``: at most 3 images and 300 kB per image).
 """
 
 from __future__ import annotations
@@ -17,19 +17,10 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
+from fixtures.predictor_process import MAX_BYTES, MAX_IMAGES, NAME, Predictor, check_prediction, class_names
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 from PIL import Image
-from test_predictor_server import (  # the module's server and model fixtures, shared
-    MAX_BYTES,
-    MAX_IMAGES,
-    NAME,
-    Predictor,
-    _check_prediction,
-    _names,
-    model_dir,  # noqa: F401
-    predictor_server,  # noqa: F401
-)
 from tritonclient.utils import InferenceServerException
 
 from predictor.payload import MAX_MESSAGE, PayloadError
@@ -51,12 +42,12 @@ def png(tiny_images: list[bytes]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def client(predictor_server: Predictor) -> triton.InferenceServerClient:  # noqa: F811
+def client(predictor_server: Predictor) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(url=predictor_server.url.removeprefix("http://"), network_timeout=60)
 
 
 @pytest.fixture(scope="module")
-def v1_detections(predictor_server: Predictor, png: bytes) -> list[dict]:  # noqa: F811
+def v1_detections(predictor_server: Predictor, png: bytes) -> list[dict]:
     """What V1 answers for ``png``: the V2 clients must get the same."""
     response = predictor_server.v1({"instances": [base64.b64encode(png).decode()]})
     assert response.status_code == 200, response.text
@@ -91,9 +82,9 @@ def test_health_and_metadata(client: triton.InferenceServerClient):
 
 
 def test_json_bytes_of_base64_json_and_binary_answers(client: triton.InferenceServerClient, png: bytes,
-                                                      tiny_images: list[bytes], model_dir: Path,  # noqa: F811
+                                                      tiny_images: list[bytes], model_dir: Path,
                                                       v1_detections: list[dict]):
-    names = _names(model_dir)
+    names = class_names(model_dir)
     inp = _bytes_input([base64.b64encode(png), base64.b64encode(tiny_images[1]).decode()], binary=False)
     as_json = client.infer(NAME, [inp], request_id="req-7",
                            outputs=[triton.InferRequestedOutput("detections", binary_data=False)])
@@ -104,18 +95,18 @@ def test_json_bytes_of_base64_json_and_binary_answers(client: triton.InferenceSe
     for result in (as_json, as_binary):
         predictions = _predictions(result, 2)
         for prediction in predictions:
-            _check_prediction(prediction, names)
+            check_prediction(prediction, names)
         assert predictions[0]["detections"] == v1_detections
 
 
 def test_binary_extension_with_the_image_files(client: triton.InferenceServerClient, png: bytes,
-                                               tiny_images: list[bytes], model_dir: Path,  # noqa: F811
+                                               tiny_images: list[bytes], model_dir: Path,
                                                v1_detections: list[dict]):
     files = [png, tiny_images[1], base64.b64encode(tiny_images[2])]  # a PNG, a PNG or JPEG, base64 text
     result = client.infer(NAME, [_bytes_input(files, binary=True)])
     predictions = _predictions(result, 3)
     for prediction in predictions:
-        _check_prediction(prediction, _names(model_dir))
+        check_prediction(prediction, class_names(model_dir))
     assert predictions[0]["detections"] == v1_detections
 
 
@@ -137,7 +128,7 @@ def test_wrong_requests_get_4xx_without_the_payload(client: triton.InferenceServ
         assert MARKER.decode() not in error.message()
 
 
-def test_a_malformed_binary_request_does_not_echo_its_bytes(predictor_server: Predictor, png: bytes):  # noqa: F811
+def test_a_malformed_binary_request_does_not_echo_its_bytes(predictor_server: Predictor, png: bytes):
     payload = png + MARKER
     head = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                                    "parameters": {"binary_data_size": 4 + len(payload)}}]}).encode()
@@ -157,7 +148,7 @@ def test_a_malformed_binary_request_does_not_echo_its_bytes(predictor_server: Pr
         assert MARKER not in response.content and b"PNG" not in response.content and b"\\x" not in response.content
 
 
-def test_kserve_rest_client(predictor_server: Predictor, png: bytes, v1_detections: list[dict]):  # noqa: F811
+def test_kserve_rest_client(predictor_server: Predictor, png: bytes, v1_detections: list[dict]):
     binary = InferInput("image", [1], "BYTES")
     binary.set_data_from_numpy(np.array([png], dtype=object), binary_data=True)
     requests_ = [InferRequest(NAME, [InferInput("image", [1], "BYTES", [base64.b64encode(png).decode()])]),
