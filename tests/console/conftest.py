@@ -1,9 +1,11 @@
-"""The console in a real browser: Debian's chromium (``hack/node-deps.sh browser``) driven by Playwright (PyPI),
-against console processes (``python -m visionops_console``) that talk to the real local control plane, a real
-MLflow server, the real operator (a process) and real Job pods played by :class:`fixtures.pod_runner.PodRunner`.
+"""The console in a real browser: Debian's chromium driven by Playwright (the ``browser`` fixture of
+:mod:`fixtures.browser`), against console processes (``python -m visionops_console``) that talk to the real local
+control plane, a real MLflow server, the real operator (a process) and real Job pods played by
+:class:`fixtures.pod_runner.PodRunner`.
 
 Every page a test opens fails the test on a browser console error, an uncaught page error, a failed request or an
-HTTP error answer, unless the test declared that exact answer beforehand (:meth:`BrowserGuard.expect`).
+HTTP error answer, unless the test declared that exact answer beforehand
+(:meth:`fixtures.browser.BrowserGuard.expect`).
 Screenshots land in ``.visionops/screenshots/``; ``make pictures`` runs these tests with the demo's training recipe
 and writes them to ``docs/console/`` (the README shows them).
 """
@@ -15,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,48 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consoletools import CHROMIUM, CHROMIUM_ARGS, DATASET_PVC, REPO, VIEWPORT, BrowserGuard, browser_missing
+from consoletools import DATASET_PVC, REPO
 from fixtures.cluster import KubeCluster
 
 from visionops.local_mlflow import free_port
-
-
-@pytest.fixture(scope="module")
-def browser_context() -> Iterator[Any]:
-    """Headless Debian chromium with a fresh profile (Playwright's own browsers are never downloaded).
-
-    Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it lives, which
-    would break ``asyncio.run`` in the tests of other modules."""
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    profile = tempfile.mkdtemp(prefix="visionops-chromium-")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, viewport=VIEWPORT,
-            accept_downloads=False, locale="en-US", timezone_id="UTC")
-        context.set_default_timeout(20_000)
-        try:
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def browser(browser_context: Any) -> Iterator[tuple[Any, BrowserGuard]]:
-    """A fresh page and its guard; the test fails on anything the guard saw."""
-    page = browser_context.new_page()
-    guard = BrowserGuard()
-    guard.attach(page)
-    try:
-        yield page, guard
-    finally:
-        page.close()
-    guard.check()
-
 
 # -- the world the console looks at --------------------------------------------------------------------------
 

@@ -19,16 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from consoletools import (
-    DATASET_PVC,
-    PICTURES,
-    ConsoleProcess,
-    browser_missing,
-    running_console,
-    screenshot,
-    start_console,
-    until,
-)
+from consoletools import DATASET_PVC, ConsoleProcess, running_console, start_console
+from fixtures.browser import PICTURES, browser_missing, screenshot, until
 from fixtures.cluster import KubeCluster, wait_until
 from fixtures.predictor_pods import predictor_pod
 

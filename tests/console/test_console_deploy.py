@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from consoletools import ConsoleProcess, browser_missing, running_console, screenshot, start_console, until
+from consoletools import ConsoleProcess, running_console, start_console
+from fixtures.browser import browser_missing, screenshot, until
 from fixtures.cluster import KubeCluster
 
 from visionops import production

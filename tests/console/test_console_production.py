@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import requests
-from consoletools import REPO, browser_missing, running_console, screenshot
+from consoletools import REPO, running_console
+from fixtures.browser import browser_missing, screenshot
 from fixtures.cluster import wait_until
 from fixtures.prometheus import prometheus_missing, running_prometheus
 
