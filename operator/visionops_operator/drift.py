@@ -7,7 +7,9 @@ finalizer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -21,9 +23,11 @@ from . import GROUP, VERSION, builders, kube, metrics, status, tracking
 from . import conditions as c
 from . import decisions as d
 from .jobs import ACTIVE, SUCCEEDED, JobOutcome, failure_reason, job_outcome, latest_pod, owner_uid, pod_document
+from .peering import Replica
 
 PLURAL = "driftchecks"
 RESOURCE = (GROUP, VERSION, PLURAL)
+GAUGE_SYNC_SECONDS = 15.0  # how soon a replica that takes over, or goes standby, corrects the drift gauges
 # the component label matters: kopf.adopt copies owner labels, so a retraining Job carries ours too
 CHECK_JOBS = {builders.LABEL_COMPONENT: "drift-check", builders.LABEL_DRIFT_CHECK: kopf.PRESENT}
 
@@ -49,7 +53,6 @@ def ensure_checks(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name
         d.check_job_created(st, job_name, created, job_name in d.history_names(st.view))
 
     status.update(PLURAL, namespace, name, decide, uid=uid, current=body)
-    export_result(namespace, name, body.get("status") or {})  # a replica that starts or takes over says it too
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHECK_JOBS)
@@ -89,12 +92,49 @@ def check_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, log
             metrics.RETRAININGS.labels(namespace, check_name).inc()
 
 
-def export_result(namespace: str, name: str, view: Mapping[str, Any]) -> None:
-    """The latest check's result (status.driftShare, status.driftDetected) as the drift gauges, once there is one."""
+def latest_result(view: Mapping[str, Any]) -> tuple[float, bool] | None:
+    """The latest check's result in a DriftCheck's status (driftShare, driftDetected), or None before the first."""
     if "driftDetected" not in view:
-        return
-    metrics.DRIFT_SHARE.labels(namespace, name).set(view.get("driftShare") or 0.0)
-    metrics.DRIFT_DETECTED.labels(namespace, name).set(1 if view.get("driftDetected") else 0)
+        return None
+    return float(view.get("driftShare") or 0.0), bool(view.get("driftDetected"))
+
+
+def export_result(namespace: str, name: str, view: Mapping[str, Any]) -> None:
+    """A check just ended: its result as the drift gauges at once."""
+    result = latest_result(view)
+    if result is not None:
+        metrics.DRIFT.set(namespace, name, *result)
+
+
+def latest_results(checks: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[float, bool]]:
+    """``{(namespace, name): (share, detected)}`` of the DriftChecks that have a result."""
+    results = {}
+    for check in checks:
+        result = latest_result(check.get("status") or {})
+        if result is not None:
+            results[(check["metadata"]["namespace"], check["metadata"]["name"])] = result
+    return results
+
+
+async def gauges_loop(replica: Replica, logger: logging.Logger) -> None:
+    """Every :data:`GAUGE_SYNC_SECONDS` until cancelled: while this replica acts, the drift gauges of every
+    DriftCheck it watches, read from their status (a replica that takes over says them, a deleted check's go);
+    on a standby, none (only the acting replica speaks)."""
+    while True:
+        try:
+            if await asyncio.to_thread(replica.acting, logger):
+                checks = await asyncio.to_thread(_watched_checks, replica.namespaces)
+                metrics.DRIFT.replace(latest_results(checks))
+            else:
+                metrics.DRIFT.replace({})
+        except Exception as exc:  # the next pass tries again
+            logger.warning(f"drift gauges: {type(exc).__name__}: {exc}")
+        await asyncio.sleep(GAUGE_SYNC_SECONDS)
+
+
+def _watched_checks(namespaces: Sequence[str] | None) -> list[dict[str, Any]]:
+    return [check for namespace in (namespaces if namespaces is not None else [None])
+            for check in kube.list_custom(namespace, PLURAL)]
 
 
 def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: kopf.Logger) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, deployments, drift, kube, metrics, peering, progress, training  # noqa: F401 - importing registers handlers
+from . import GROUP, deployments, drift, kube, metrics, peering, progress, training
 from . import conditions as c
 from . import settings as operator_settings
 from .persistence import MemoryDiffBaseStorage, RetryStorage
@@ -37,14 +37,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     metrics.serve(config.metrics_port)
     await asyncio.to_thread(kube.warm_up)  # before the first event, not during it
     memo.progress_loop = asyncio.create_task(progress.loop(memo.progress, config, logger, memo.replica))
+    memo.drift_gauges_loop = asyncio.create_task(drift.gauges_loop(memo.replica, logger))
     memo.deployments = deployments.Deployments()  # its loop starts with the first ModelDeployment seen
     logger.info(f"visionops operator configuration: {config.public()}")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the progress and deployment loops."""
-    for key in ("progress_loop", "deployment_loop"):
+    """Stop the progress, deployment and drift gauge loops."""
+    for key in ("progress_loop", "deployment_loop", "drift_gauges_loop"):
         task = memo.get(key)
         if task:
             task.cancel()
