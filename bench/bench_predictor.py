@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from fixtures.models import train_tiny_model_dir  # noqa: E402
-from fixtures.predictor_process import export_onnx_model_dir  # noqa: E402
+from fixtures.predictor_process import Predictor, export_onnx_model_dir  # noqa: E402
 
 from predictor.artifacts import int8_model  # noqa: E402
 from predictor.detections import image_prediction  # noqa: E402
@@ -64,7 +64,6 @@ from predictor.settings import ServingSettings  # noqa: E402
 from visionops.contract import INT8_FILES  # noqa: E402
 from visionops.data.prepare import prepare  # noqa: E402
 from visionops.data.synth import generate  # noqa: E402
-from visionops.local_mlflow import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -118,30 +117,18 @@ class UltralyticsDetector(DefectDetector):
                 for image, r in zip(images, results, strict=True)]
 
 
-class Server:
-    """``python -m predictor`` on a free loopback port."""
+class Server(Predictor):
+    """``python -m predictor`` on a free loopback port (the tests' :class:`Predictor`), ready or the bench stops."""
 
     def __init__(self, model_dir: Path, settings: ServingSettings, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "predictor", "--model-dir", str(model_dir), "--http_port", str(self.port),
-               "--grpc_port", str(free_port()), "--imgsz", str(settings.imgsz), "--confidence",
-               str(settings.confidence), "--max-images-per-request", str(settings.max_images_per_request),
-               "--runtime", settings.runtime, "--enable_latency_logging", "false"]
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"predictor exited:\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"predictor not ready in 180 s:\n{log.read_text()[-3000:]}")
+        super().__init__(["--model-dir", str(model_dir), "--imgsz", str(settings.imgsz), "--confidence",
+                          str(settings.confidence), "--max-images-per-request", str(settings.max_images_per_request),
+                          "--runtime", settings.runtime, "--enable_latency_logging", "false"], log)
+        try:
+            self.wait_ready()
+        except RuntimeError as exc:
+            self.stop()
+            raise SystemExit(str(exc)) from None
 
     def cpu_seconds(self) -> float:
         """CPU time the server process's threads have run so far (Linux schedstat: nanoseconds, unlike the 10 ms
@@ -151,13 +138,6 @@ class Server:
             with contextlib.suppress(OSError):  # a thread that ended meanwhile
                 total += int(stat.read_text().split()[0])
         return total / 1e9
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 BASELINE, FORWARD, IN_PROCESS, HTTP_V1, HTTP_V2 = (

@@ -87,6 +87,7 @@ def ap50_bands(rows: Sequence[dict]) -> BarChart:
 
 PALETTE = ("#2563eb", "#e8590c", "#2e9d44", "#9c36b5", "#0891b2", "#d6336c", "#5c7cfa", "#a16207")
 TIME_W, TIME_H, TIME_L, TIME_R, TIME_T, TIME_B = 720, 230, 54, 16, 14, 30
+MARKER_LABEL_GAP, MARKER_LABEL_ROWS, MARKER_ROW_HEIGHT = 24, 3, 11  # rollout labels: px apart, rows, px per row
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,14 @@ class TimeChart:
     lines: list[Line]
     y_ticks: list[tuple[float, str]]  # (y, label)
     x_ticks: list[tuple[float, str]]  # (x, label)
-    markers: list[tuple[float, str]]  # (x, label): the rollouts
+    markers: list[tuple[float, str, int]]  # (x, label, label row): the rollouts
     width: int = TIME_W
     height: int = TIME_H
     left: int = TIME_L
     right: int = TIME_W - TIME_R
     top: int = TIME_T
     bottom: int = TIME_H - TIME_B
+    marker_row_height: int = MARKER_ROW_HEIGHT
 
 
 def amount(value: float) -> str:
@@ -144,5 +146,19 @@ def time_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], star
                           (x(kept[-1][0]), y(kept[-1][1]))))
     y_ticks = [(y(top * k / 4), amount(top * k / 4) + unit) for k in range(5)]
     x_ticks = [(x(start + span * k / 6), time.strftime(clock, time.gmtime(start + span * k / 6))) for k in range(7)]
+    shown = sorted((x(t), label) for t, label in markers if start <= t <= end)
+    rows = label_rows([at for at, _ in shown])
     return TimeChart(lines=lines, y_ticks=y_ticks, x_ticks=x_ticks,
-                     markers=[(x(t), label) for t, label in markers if start <= t <= end])
+                     markers=[(at, label, row) for (at, label), row in zip(shown, rows, strict=True)])
+
+
+def label_rows(xs: Sequence[float], gap: float = MARKER_LABEL_GAP, rows: int = MARKER_LABEL_ROWS) -> list[int]:
+    """The row of each marker's label (``xs`` ascending): the first row whose last label is ``gap`` away, so that
+    rollouts close in time stay readable; when every row is taken, the one whose last label is furthest left."""
+    last = [-math.inf] * rows
+    chosen = []
+    for at in xs:
+        row = next((r for r in range(rows) if at - last[r] >= gap), min(range(rows), key=last.__getitem__))
+        last[row] = at
+        chosen.append(row)
+    return chosen

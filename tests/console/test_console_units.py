@@ -423,7 +423,11 @@ def test_time_chart_draws_the_window_marks_rollouts_and_reads_as_a_person_does()
     scratch = chart.lines[1]
     assert scratch.path.startswith(f"M{chart.left:.1f},") and scratch.path.count("L") == 1, "outside: left out"
     assert scratch.last == "40.0" and chart.lines[0].last == "1,234"
-    assert [label for _, label in chart.markers] == ["v3"] and chart.left < chart.markers[0][0] < chart.right
+    assert [label for _, label, _ in chart.markers] == ["v3"] and chart.left < chart.markers[0][0] < chart.right
+    # rollouts a minute apart in a 6-hour window: their labels take turns over three rows, not one smudge
+    close = charts.time_chart([], start, start + 6 * 3600, markers=[(start + 60 * k, f"v{k}") for k in range(1, 6)])
+    assert [row for _, _, row in close.markers] == [0, 1, 2, 0, 1]
+    assert charts.label_rows([100.0, 200.0, 210.0, 400.0]) == [0, 0, 1, 0]
     assert chart.y_ticks[-1][1] == "2,000" and chart.x_ticks[0][1] == "08:00"
     history = [{"status": {"history": [{"time": "2027-01-15T08:15:00Z", "version": "3"}, {"time": "", "version": "4"},
                                        {"time": "2027-01-15T08:05:00Z", "version": "2"}]}}, {"status": {}}]

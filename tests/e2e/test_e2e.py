@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.e2e import Release, prometheus_in
+from fixtures.browser import screenshot
+from fixtures.e2e import PROMETHEUS, Release, prometheus_in
 from fixtures.prometheus import alert_states, query
 from fixtures.stores import ExternalStores
 
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow, pytest.mar
 MODEL = "vision-defect-detector"  # the chart's predictor.modelName and configs/training.yaml's model
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "visionops" / "dashboards" / "visionops.json"
 PREDICTOR = "visionops-predictor"  # the chart's InferenceService and predictor Service
+CONSOLE = "visionops-console"  # the chart's console Service
 TRAINING_RUN = "e2e-train"
 DRIFT_CHECK = "e2e-drift"
 TRAINING_LABEL = "visionops.io/training-run"
@@ -52,6 +54,12 @@ TRAINING_SPEC = {
 }
 
 _passed: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def release_settings() -> dict[str, str]:
+    """The console's Production page reads this module's live Prometheus (:func:`prometheus`)."""
+    return {"console.prometheusUrl": f"http://{PROMETHEUS}:9090"}
 
 
 @pytest.fixture(scope="module")
@@ -423,6 +431,7 @@ def test_drift_check_pod_finds_drift_and_starts_exactly_one_retraining(e2e_relea
     tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
     assert tags.get("visionops.io/kind") == "drift" and tags.get("visionops.io/name") == DRIFT_CHECK
     release.wait("the retraining Job", lambda: jobs_of(release, TRAINING_LABEL, status["triggeredTrainingRun"]), 60)
+    _passed.add("drift")
 
 
 def registry(release: Release) -> dict[str, Any]:
@@ -512,6 +521,38 @@ def test_a_rollout_finishes_when_the_acting_operator_dies(e2e_release: Release) 
     assert status["rollout"]["outcome"] == "Succeeded", status["rollout"]
 
 
+def test_the_drift_alert_resolves_when_a_later_check_finds_none(e2e_release: Release, prometheus: str) -> None:
+    """After the retraining, the line is back to normal: the DriftCheck, pointed at a batch like the training data,
+    checks again (a new Job for the new generation), finds no drift, starts nothing, and the alert resolves."""
+    requires("drift")
+    release = e2e_release
+    before = release.get("driftcheck", DRIFT_CHECK)["status"]
+    retraining = before["triggeredTrainingRun"]
+
+    def finished() -> dict | None:
+        status = release.get("trainingrun", retraining).get("status", {})
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    assert release.wait(f"the retraining {retraining} to finish", finished, 600, every=5)["phase"] == "Succeeded"
+    release.kubectl("patch", "driftcheck", DRIFT_CHECK, "--type=merge",
+                    "-p", json.dumps({"spec": {"current": {"path": "batches/clean"}}}))
+
+    def checked_again() -> dict | None:
+        status = release.get("driftcheck", DRIFT_CHECK).get("status", {})
+        done = status.get("lastJobName") != before["lastJobName"] and status.get("phase") in ("Completed", "Failed")
+        return status if done else None
+
+    status = release.wait(f"DriftCheck {DRIFT_CHECK} to check the clean batch", checked_again, 600, every=5)
+    assert status.get("driftDetected") is False, f"{status}\n{release.diagnostics()}"
+    assert status["driftShare"] < before["driftShare"], (status, before)
+    release.wait("the VisionOpsDriftDetected alert to resolve",
+                 lambda: not alert_states(prometheus, "VisionOpsDriftDetected"), 120)
+    new_jobs = set(jobs_of(release, DRIFT_LABEL, DRIFT_CHECK, "drift-check")) - {before["lastJobName"]}
+    assert new_jobs == {status["lastJobName"]}, new_jobs
+    runs = release.get("trainingruns", "-l", f"{DRIFT_LABEL}={DRIFT_CHECK}")["items"]
+    assert [t["metadata"]["name"] for t in runs] == [retraining], "a clean check started a retraining"
+
+
 def test_the_registry_keeps_every_version_and_alias_through_a_database_restart(e2e_release: Release) -> None:
     requires("train")
     release = e2e_release
@@ -555,6 +596,28 @@ def test_every_dashboard_panel_shows_data(e2e_release: Release, prometheus: str)
         if not [v for v in values if v == v]:  # no sample, or NaN only
             empty.append(f"{title}: {expr} -> {values}")
     assert not empty, "dashboard panels without data:\n" + "\n".join(empty)
+
+
+def test_the_console_shows_production_s_defect_trend_with_the_rollouts_marked(
+        e2e_release: Release, prometheus: str, browser: tuple[Any, Any]) -> None:
+    """The quality engineer's view of this loop: the console pod's Production page, in a real browser, draws the
+    detections per class, images and latency the predictor exported, from the live Prometheus, with the rollouts of
+    the ModelDeployment's history marked on the time axis."""
+    requires("deploy")
+    release, (page, _) = e2e_release, browser
+    moves = release.get("modeldeployment", PREDICTOR)["status"]["history"]
+    console = release.node_port_url(CONSOLE)
+    release.wait("the console to answer", lambda: answers(f"{console}/healthz"), 180, 1)
+    response = page.goto(f"{console}/production?window=15m", wait_until="load")
+    assert response is not None and response.status == 200
+    main = page.inner_text("main")
+    for panel in ("detections", "images", "latency"):
+        assert page.locator(f"#panel-{panel} svg.timechart path").count() >= 1, f"panel {panel} drew nothing:\n{main}"
+    legend = page.inner_text("#panel-detections .chart-legend")
+    assert any(f"{product.lower()}/" in legend for product in ("Casting", "PCB_1", "Screw")), legend
+    marked = [text.strip() for text in page.locator("#panel-detections svg .marker text").all_text_contents()]
+    assert len(marked) >= 3 and marked[-1] == f"v{moves[-1]['version']}", (marked, moves)
+    screenshot(page, "production-kind")
 
 
 # Inside a pod of each image: no extra CA is installed and the system bundle holds none of the build host's
