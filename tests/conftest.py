@@ -11,6 +11,7 @@ pytest_plugins = sorted(
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """The end-to-end tests run last: their kind cluster (session-scoped, one for all of them) then lives only as
-    long as they do, not beside the rest of the suite."""
+    """The end-to-end tests run last: their kind cluster (session-scoped, one for all of them) is made in the
+    background meanwhile (``fixtures.e2e.BackgroundUp``; ``VISIONOPS_KIND_EARLY=0``: only when they start), and
+    deleted after them."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

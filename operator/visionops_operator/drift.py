@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -119,14 +120,18 @@ def latest_results(checks: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str],
 async def gauges_loop(replica: Replica, logger: logging.Logger) -> None:
     """Every :data:`GAUGE_SYNC_SECONDS` until cancelled: while this replica acts, the drift gauges of every
     DriftCheck it watches, read from their status (a replica that takes over says them, a deleted check's go);
-    on a standby, none (only the acting replica speaks)."""
+    on a standby, none (only the acting replica speaks). Where the namespaces are kopf's own (``kopf run
+    --namespace``: ``replica.namespaces`` empty), the checks' ends alone set them."""
+    if replica.namespaces == ():
+        return
     while True:
         try:
+            as_of = time.monotonic()
             if await asyncio.to_thread(replica.acting, logger):
                 checks = await asyncio.to_thread(_watched_checks, replica.namespaces)
-                metrics.DRIFT.replace(latest_results(checks))
+                metrics.DRIFT.replace(latest_results(checks), as_of)
             else:
-                metrics.DRIFT.replace({})
+                metrics.DRIFT.replace({}, as_of)
         except Exception as exc:  # the next pass tries again
             logger.warning(f"drift gauges: {type(exc).__name__}: {exc}")
         await asyncio.sleep(GAUGE_SYNC_SECONDS)

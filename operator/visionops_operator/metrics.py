@@ -7,6 +7,7 @@ is not overwritten when scraping the operator pod.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, start_http_server
@@ -26,24 +27,30 @@ class DriftGauges:
     1 would keep ``max`` (the alert, the dashboard) at "drift" after a clean check; a deleted check's series goes."""
 
     def __init__(self) -> None:
-        self._exported: set[tuple[str, str]] = set()
+        self._set_at: dict[tuple[str, str], float] = {}  # monotonic time of each exported series' last value
         self._lock = threading.Lock()
 
     def set(self, namespace: str, name: str, share: float, detected: bool) -> None:
         with self._lock:
-            DRIFT_SHARE.labels(namespace, name).set(share)
-            DRIFT_DETECTED.labels(namespace, name).set(1 if detected else 0)
-            self._exported.add((namespace, name))
+            self._set(namespace, name, share, detected)
 
-    def replace(self, results: Mapping[tuple[str, str], tuple[float, bool]]) -> None:
-        """Exactly ``results`` (``{(namespace, name): (share, detected)}``); ``{}`` clears them."""
+    def replace(self, results: Mapping[tuple[str, str], tuple[float, bool]], as_of: float) -> None:
+        """Exactly ``results`` (``{(namespace, name): (share, detected)}``, read at monotonic time ``as_of``; ``{}``
+        clears them), except the series a check's end set after ``as_of``: they are newer than the listing."""
         with self._lock:
-            for gone in self._exported - set(results):
+            newer = {key for key, at in self._set_at.items() if at > as_of}
+            for gone in set(self._set_at) - set(results) - newer:
                 DRIFT_SHARE.remove(*gone)
                 DRIFT_DETECTED.remove(*gone)
-            self._exported = set()
-        for (namespace, name), (share, detected) in results.items():
-            self.set(namespace, name, share, detected)
+                del self._set_at[gone]
+            for (namespace, name), (share, detected) in results.items():
+                if (namespace, name) not in newer:
+                    self._set(namespace, name, share, detected)
+
+    def _set(self, namespace: str, name: str, share: float, detected: bool) -> None:
+        DRIFT_SHARE.labels(namespace, name).set(share)
+        DRIFT_DETECTED.labels(namespace, name).set(1 if detected else 0)
+        self._set_at[(namespace, name)] = time.monotonic()
 
 
 DRIFT = DriftGauges()

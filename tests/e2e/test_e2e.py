@@ -608,7 +608,7 @@ def test_the_console_shows_production_s_defect_trend_with_the_rollouts_marked(
     moves = release.get("modeldeployment", PREDICTOR)["status"]["history"]
     console = release.node_port_url(CONSOLE)
     release.wait("the console to answer", lambda: answers(f"{console}/healthz"), 180, 1)
-    response = page.goto(f"{console}/production?window=15m", wait_until="load")
+    response = page.goto(f"{console}/production?window=1h", wait_until="load")  # the whole module
     assert response is not None and response.status == 200
     main = page.inner_text("main")
     for panel in ("detections", "images", "latency"):
