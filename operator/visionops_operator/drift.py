@@ -128,7 +128,7 @@ async def gauges_loop(replica: Replica, logger: logging.Logger) -> None:
         try:
             as_of = time.monotonic()
             if await asyncio.to_thread(replica.acting, logger):
-                checks = await asyncio.to_thread(_watched_checks, replica.namespaces)
+                checks = await asyncio.to_thread(_watched_checks, replica.scopes)
                 metrics.DRIFT.replace(latest_results(checks), as_of)
             else:
                 metrics.DRIFT.replace({}, as_of)
@@ -137,9 +137,8 @@ async def gauges_loop(replica: Replica, logger: logging.Logger) -> None:
         await asyncio.sleep(GAUGE_SYNC_SECONDS)
 
 
-def _watched_checks(namespaces: Sequence[str] | None) -> list[dict[str, Any]]:
-    return [check for namespace in (namespaces if namespaces is not None else [None])
-            for check in kube.list_custom(namespace, PLURAL)]
+def _watched_checks(scopes: Sequence[str | None]) -> list[dict[str, Any]]:
+    return [check for namespace in scopes for check in kube.list_custom(namespace, PLURAL)]
 
 
 def _production_weights(on_drift: Mapping[str, Any], mlflow_uri: str, logger: kopf.Logger) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+# Importing deployments, drift and training registers their handlers.
 from . import GROUP, deployments, drift, kube, metrics, peering, progress, training
 from . import conditions as c
 from . import settings as operator_settings

@@ -58,13 +58,18 @@ class Replica:
         return cls(name=name, priority=priority, namespaces=None if all_namespaces else tuple(namespaces),
                    identity=os.environ.get("POD_ID", ""))
 
+    @property
+    def scopes(self) -> list[str | None]:
+        """The namespaces this replica watches; ``[None]`` for the whole cluster."""
+        return list(self.namespaces) if self.namespaces is not None else [None]
+
     def acting(self, logger: logging.Logger | None = None) -> bool:
         """Whether this replica acts now; not while a record cannot be read (the API server decides either way)."""
         if not self.name:
             return True
         now = datetime.now(UTC)
         try:
-            for namespace in self.namespaces if self.namespaces is not None else [None]:
+            for namespace in self.scopes:
                 record = kube.get_peering(namespace, self.name) or {}
                 if not acts(record.get("status") or {}, self.identity, self.priority, now):
                     return False
